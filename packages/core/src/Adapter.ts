@@ -1,0 +1,50 @@
+/**
+ * Adapter: the contract between a transport and core.
+ *
+ * An adapter starts inside its own scope in the bot (`start` returns once it is ready to receive),
+ * runs its loops as named tasks through `ctx.fork`, turns what it receives into `Update`s and
+ * hands them to `ctx.offer`, and sends `ctx.reply(...)` of handlers back out through `reply`.
+ * When the bot stops, `offer` answers `"closed"` first; the adapter's scope is closed last, after
+ * handlers drained, so replies of draining handlers still go out.
+ */
+import { Data, Effect, Fiber, Scope } from "effect"
+import type { OfferResult } from "./Intake.ts"
+import type { OutboundMessage, Update } from "./Update.ts"
+
+export interface AdapterContext {
+  readonly bot: string
+  /** Hands an update to the bot's intake; the answer says whether it was taken. */
+  readonly offer: (update: Update) => Effect.Effect<OfferResult>
+  /** Forks a named task (`<adapter>/<what>`) into the adapter's scope. */
+  readonly fork: <A, E, R>(name: string, effect: Effect.Effect<A, E, R>) => Effect.Effect<Fiber.Fiber<A, E>, never, R>
+}
+
+export interface Adapter {
+  readonly name: string
+  readonly start: (ctx: AdapterContext) => Effect.Effect<void, AdapterError, Scope.Scope>
+  readonly reply: (update: Update, message: OutboundMessage) => Effect.Effect<void, ReplyError>
+}
+
+/** An adapter could not start (bad credentials, unreachable endpoint, handshake timeout ...). */
+export class AdapterError extends Data.TaggedError("AdapterError")<{
+  readonly adapter: string
+  readonly reason: string
+  readonly cause?: unknown
+}> {
+  override get message(): string {
+    return `adapter ${this.adapter}: ${this.reason}`
+  }
+}
+
+/** A reply could not be delivered. */
+export class ReplyError extends Data.TaggedError("ReplyError")<{
+  readonly adapter: string
+  readonly reason: string
+  readonly cause?: unknown
+}> {
+  override get message(): string {
+    return `reply through ${this.adapter} failed: ${this.reason}`
+  }
+}
+
+export const make = (adapter: Adapter): Adapter => adapter

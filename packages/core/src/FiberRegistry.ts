@@ -1,0 +1,144 @@
+/**
+ * FiberRegistry: every live fiber a bot runs, with its task name and owner.
+ *
+ * Effect 4 has no public fiber registry, so we install a `Tracer` whose `context` hook sees each
+ * fiber on the first operation it evaluates; we record it there and drop it when it exits. The
+ * tracer is installed per bot by the `BotManager`, so every fiber a bot forks, even deep inside a
+ * handler or a library, is known with the `CurrentTask` and `CurrentBot` it inherited.
+ *
+ * A `snapshot` groups live fibers by bot and task with counts, largest first, like Go's pprof
+ * goroutine profile (`debug=1`); `fibers` lists each one (`debug=2`).
+ */
+import { Context, Effect, Fiber, Layer, Tracer } from "effect"
+import { CurrentBot, CurrentTask } from "./Task.ts"
+
+/** The key of `Tracer.EffectPrimitive`'s evaluate method (see effect/Tracer). */
+const EVALUATE = "~effect/Effect/evaluate"
+const SEEN: unique symbol = Symbol.for("fiberbot/FiberRegistry/seen") as never
+
+export interface LiveFiber {
+  readonly id: number
+  readonly bot: string
+  readonly task: string
+  readonly span: string | undefined
+  readonly startedAt: number
+  readonly ageMs: number
+}
+
+export interface FiberGroup {
+  readonly bot: string
+  readonly task: string
+  readonly count: number
+  readonly ids: ReadonlyArray<number>
+}
+
+export interface Snapshot {
+  readonly takenAt: number
+  readonly total: number
+  readonly groups: ReadonlyArray<FiberGroup>
+}
+
+interface Entry {
+  readonly fiber: Fiber.Fiber<unknown, unknown>
+  readonly startedAt: number
+}
+
+type Marked = Fiber.Fiber<unknown, unknown> & { [SEEN]?: FiberRegistryImpl }
+
+export class FiberRegistryImpl {
+  readonly #live = new Map<number, Entry>()
+  #started = 0
+
+  /** Fibers seen since the registry was made. */
+  get started(): number {
+    return this.#started
+  }
+
+  get size(): number {
+    return this.#live.size
+  }
+
+  /** A tracer that records fibers and delegates spans to `base`. */
+  tracer(base: Tracer.Tracer): Tracer.Tracer {
+    const live = this.#live
+    const self = this
+    const baseContext = base.context
+    const record = (fiber: Marked) => {
+      fiber[SEEN] = self
+      self.#started++
+      live.set(fiber.id, { fiber, startedAt: Date.now() })
+      fiber.addObserver(() => live.delete(fiber.id))
+    }
+    return Tracer.make({
+      span: (options) => base.span(options),
+      context: baseContext
+        ? (primitive, fiber) => {
+          if ((fiber as Marked)[SEEN] !== self) record(fiber as Marked)
+          return baseContext(primitive, fiber)
+        }
+        : (primitive, fiber) => {
+          if ((fiber as Marked)[SEEN] !== self) record(fiber as Marked)
+          return (primitive as unknown as Record<string, (f: unknown) => never>)[EVALUATE]!(fiber)
+        }
+    })
+  }
+
+  /** Every live fiber, oldest first. */
+  fibers(filter?: { readonly bot?: string | undefined }): ReadonlyArray<LiveFiber> {
+    const now = Date.now()
+    const out: Array<LiveFiber> = []
+    for (const { fiber, startedAt } of this.#live.values()) {
+      if (fiber.pollUnsafe() !== undefined) continue
+      const bot = fiber.getRef(CurrentBot)
+      if (filter?.bot !== undefined && bot !== filter.bot) continue
+      out.push({
+        id: fiber.id,
+        bot,
+        task: fiber.getRef(CurrentTask),
+        span: spanName(fiber),
+        startedAt,
+        ageMs: now - startedAt
+      })
+    }
+    return out
+  }
+
+  /** Live fibers grouped by bot and task, largest group first. */
+  snapshot(filter?: { readonly bot?: string | undefined }): Snapshot {
+    const groups = new Map<string, { bot: string; task: string; ids: Array<number> }>()
+    const fibers = this.fibers(filter)
+    for (const f of fibers) {
+      const key = `${f.bot}\u0000${f.task}`
+      const group = groups.get(key)
+      if (group) group.ids.push(f.id)
+      else groups.set(key, { bot: f.bot, task: f.task, ids: [f.id] })
+    }
+    return {
+      takenAt: Date.now(),
+      total: fibers.length,
+      groups: [...groups.values()]
+        .map((g) => ({ bot: g.bot, task: g.task, count: g.ids.length, ids: g.ids }))
+        .sort((a, b) => b.count - a.count || a.bot.localeCompare(b.bot) || a.task.localeCompare(b.task))
+    }
+  }
+}
+
+const spanName = (fiber: Fiber.Fiber<unknown, unknown>): string | undefined => {
+  const span = fiber.cache.span
+  return span?._tag === "Span" ? span.name : undefined
+}
+
+/** Renders a snapshot like pprof's `debug=1`: a total line, then `count @ bot task` per group. */
+export const format = (snapshot: Snapshot): string =>
+  [
+    `fiber profile: total ${snapshot.total}`,
+    ...snapshot.groups.map((g) => `${g.count} @ bot=${g.bot} task=${g.task}`)
+  ].join("\n")
+
+export class FiberRegistry extends Context.Service<FiberRegistry, FiberRegistryImpl>()("fiberbot/FiberRegistry") {
+  static readonly layer = Layer.sync(FiberRegistry, () => new FiberRegistryImpl())
+}
+
+/** Tracks every fiber `effect` starts (itself included) in `registry`. */
+export const track = (registry: FiberRegistryImpl) => <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.flatMap(Effect.tracer, (base) => Effect.withTracer(effect, registry.tracer(base)))

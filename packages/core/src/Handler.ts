@@ -1,0 +1,101 @@
+/**
+ * Handlers: `(ctx) => Effect<void, E, Scope>`.
+ *
+ * Each run gets its own scope (what a handler acquires is released when the run ends: on success,
+ * failure, timeout or stop) and a deadline: past it the run is interrupted and reported as a typed
+ * `HandlerTimeout`. Failures never escape a run: typed errors, defects and timeouts go to the
+ * bot's error boundary, which logs them with the task name and counts them.
+ */
+import { Cause, Data, Duration, Effect, Metric, Scope } from "effect"
+import type { ReplyError } from "./Adapter.ts"
+import type * as Update from "./Update.ts"
+import * as Task from "./Task.ts"
+
+export interface HandlerContext<P = unknown> {
+  readonly bot: string
+  readonly update: Update.Update<P>
+  readonly text: string | undefined
+  /** The command when the text is one (`/start@bot args`). */
+  readonly command: Update.Command | undefined
+  /** The match of a `text(RegExp)` or `callback(RegExp)` route. */
+  readonly match: RegExpExecArray | undefined
+  /** Sends through the outbox of the adapter the update came from. */
+  readonly reply: (message: string | Update.OutboundMessage) => Effect.Effect<void, ReplyError>
+}
+
+export type Handler<P = unknown, E = unknown> = (ctx: HandlerContext<P>) => Effect.Effect<void, E, Scope.Scope>
+
+/** A handler run took longer than its deadline and was interrupted. */
+export class HandlerTimeout extends Data.TaggedError("HandlerTimeout")<{
+  readonly bot: string
+  readonly task: string
+  readonly updateId: string
+  readonly timeout: Duration.Duration
+}> {
+  override get message(): string {
+    return `handler ${this.task} of bot ${this.bot} timed out after ${Duration.format(this.timeout)} on update ${this.updateId}; it was interrupted and its resources released`
+  }
+}
+
+export type Outcome = "success" | "failure" | "defect" | "timeout" | "interrupted"
+
+const handlerRuns = Metric.counter("fiberbot_handler_runs_total", {
+  description: "Handler runs by bot, task and outcome",
+  incremental: true
+})
+const handlerSeconds = Metric.histogram("fiberbot_handler_duration_seconds", {
+  description: "Handler run time",
+  boundaries: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30]
+})
+
+export interface RunOptions {
+  readonly bot: string
+  readonly task: string
+  readonly timeout: Duration.Duration
+  readonly onOutcome: (outcome: Outcome) => void
+  readonly metrics: boolean
+}
+
+/**
+ * Runs one handler under its scope, deadline and the error boundary. Never fails; interruption
+ * (the bot stopping) still propagates so the caller sees it.
+ */
+export const run = <P>(
+  handler: Handler<P>,
+  ctx: HandlerContext<P>,
+  options: RunOptions
+): Effect.Effect<void> => {
+  const started = performance.now()
+  const record = (outcome: Outcome) =>
+    Effect.suspend(() => {
+      options.onOutcome(outcome)
+      if (!options.metrics) return Effect.void
+      const attrs = { bot: options.bot, task: options.task, outcome }
+      return Effect.andThen(
+        Metric.update(Metric.withAttributes(handlerRuns, attrs), 1),
+        Metric.update(Metric.withAttributes(handlerSeconds, { bot: options.bot, task: options.task }), (performance.now() - started) / 1000)
+      )
+    })
+  return Effect.scoped(Effect.suspend(() => handler(ctx))).pipe(
+    Effect.timeoutOrElse({
+      duration: options.timeout,
+      orElse: () =>
+        Effect.fail(new HandlerTimeout({ bot: options.bot, task: options.task, updateId: ctx.update.id, timeout: options.timeout }))
+    }),
+    Effect.matchCauseEffect({
+      onSuccess: () => record("success"),
+      onFailure: (cause) => {
+        if (Cause.hasInterruptsOnly(cause)) return Effect.andThen(record("interrupted"), Effect.failCause(cause))
+        const timeout = cause.reasons.some((r) => Cause.isFailReason(r) && r.error instanceof HandlerTimeout)
+        const outcome: Outcome = timeout ? "timeout" : Cause.hasFails(cause) ? "failure" : "defect"
+        return Effect.andThen(
+          record(outcome),
+          Effect.logError(timeout ? "handler timed out" : outcome === "failure" ? "handler failed" : "handler died", cause)
+            .pipe(Effect.annotateLogs({ update: ctx.update.id, outcome }))
+        )
+      }
+    }),
+    Task.named(options.task),
+    Effect.asVoid
+  ) as Effect.Effect<void>
+}

@@ -1,0 +1,81 @@
+/**
+ * TestAdapter: an adapter with no network, for testing bots.
+ *
+ * Feed updates in with `send` (or `message` for a text message), read what handlers replied with
+ * `replies` or wait for the next one with `nextReply`. It reports ready at once and closes cleanly,
+ * so a test of a bot needs nothing but this and the leak assertion.
+ */
+import { Effect, Queue } from "effect"
+import * as Adapter from "../Adapter.ts"
+import type { OfferResult } from "../Intake.ts"
+import * as Update from "../Update.ts"
+
+export interface Reply {
+  readonly update: Update.Update
+  readonly message: Update.OutboundMessage
+}
+
+export interface TestAdapter {
+  readonly adapter: Adapter.Adapter
+  /** Offers an update to the bot; `"closed"` when the bot is not running. */
+  readonly send: (update: Partial<Update.Update> & { readonly key: string }) => Effect.Effect<OfferResult>
+  /** A text message from `key` (a chat, a user). */
+  readonly message: (key: string, text: string) => Effect.Effect<OfferResult>
+  readonly replies: () => ReadonlyArray<Reply>
+  /** Waits for the next reply not taken yet. */
+  readonly nextReply: Effect.Effect<Reply>
+}
+
+export const make = (options: { readonly name?: string; readonly maxReplies?: number } = {}): Effect.Effect<TestAdapter> =>
+  Effect.gen(function*() {
+    const name = options.name ?? "test"
+    const capacity = options.maxReplies ?? 100_000
+    const inbox = yield* Queue.sliding<Reply>(capacity)
+    const all: Array<Reply> = []
+    let offer: ((u: Update.Update) => Effect.Effect<OfferResult>) | undefined
+    let seq = 0
+
+    const adapter = Adapter.make({
+      name,
+      start: (ctx) =>
+        Effect.acquireRelease(
+          Effect.sync(() => {
+            offer = ctx.offer
+          }),
+          () =>
+            Effect.sync(() => {
+              offer = undefined
+            })
+        ),
+      reply: (update, message) =>
+        Effect.sync(() => {
+          const reply = { update, message }
+          if (all.length >= capacity) all.shift()
+          all.push(reply)
+          Queue.offerUnsafe(inbox, reply)
+        })
+    })
+
+    const send = (partial: Partial<Update.Update> & { readonly key: string }) =>
+      Effect.suspend(() => {
+        if (offer === undefined) return Effect.succeed("closed" as const)
+        const id = partial.id ?? String(++seq)
+        return offer(Update.make({
+          adapter: name,
+          kind: partial.kind ?? "message",
+          id,
+          key: partial.key,
+          payload: partial.payload ?? {},
+          text: partial.text,
+          callbackData: partial.callbackData
+        }))
+      })
+
+    return {
+      adapter,
+      send,
+      message: (key, text) => send({ key, text }),
+      replies: () => [...all],
+      nextReply: Queue.take(inbox)
+    }
+  })

@@ -156,7 +156,8 @@ const make = (options: ManagerOptions = {}): Effect.Effect<Service, never, Scope
         const closer = yield* detachInManager(task, Scope.close(scope, Exit.void))
         yield* Effect.yieldNow
         if (closer.pollUnsafe() !== undefined) return true
-        const done = yield* Effect.timeoutOption(Fiber.await(closer), Duration.millis(Math.max(0, remainingMs)))
+        if (remainingMs <= 0) return false
+        const done = yield* Effect.timeoutOption(Fiber.await(closer), Duration.millis(remainingMs))
         return Option.isSome(done)
       })
 
@@ -225,12 +226,12 @@ const make = (options: ManagerOptions = {}): Effect.Effect<Service, never, Scope
           Effect.flatMap(remaining(), (ms) => closeWithin(`stop/${name}/workers`, rb.workersScope, ms))
         ], { concurrency: "unbounded" })
         if (!handlersDone) {
-          const still = rb.dispatcher.running()
-          unfinished.push(...(still.length > 0 ? still.map((t) => `${t} (did not end after interruption)`) : ["handlers (a finalizer did not finish)"]))
+          unfinished.push("handlers (their close did not finish)")
+          unfinished.push(...rb.dispatcher.running().map((t) => `${t} (still running)`))
         }
         if (!workersDone) {
-          const still = workersLive()
-          unfinished.push(...(still.length > 0 ? still.map((t) => `${t} (did not end after interruption)`) : ["workers (a finalizer did not finish)"]))
+          unfinished.push("workers (their close did not finish)")
+          unfinished.push(...workersLive().map((t) => `${t} (still running)`))
         }
         const adaptersDone = yield* Effect.forEach(rb.adapterScopes, ({ name: adapter, scope }) =>
           Effect.flatMap(remaining(), (ms) => closeWithin(`stop/${name}/adapter/${adapter}`, scope, ms)).pipe(
@@ -238,8 +239,8 @@ const make = (options: ManagerOptions = {}): Effect.Effect<Service, never, Scope
           ), { concurrency: "unbounded" })
         for (const { adapter, done } of adaptersDone) {
           if (done) continue
-          const still = rb.tasks.live().filter((t) => t.startsWith(`${adapter}/`))
-          unfinished.push(...(still.length > 0 ? still.map((t) => `${t} (did not end after interruption)`) : [`adapter/${adapter} (a finalizer did not finish)`]))
+          unfinished.push(`adapter/${adapter} (its close did not finish)`)
+          unfinished.push(...rb.tasks.live().filter((t) => t.startsWith(`${adapter}/`)).map((t) => `${t} (still running)`))
         }
         const restDone = yield* Effect.flatMap(remaining(), (ms) => closeWithin(`stop/${name}`, rb.scope, ms))
         if (!restDone && unfinished.length === 0) unfinished.push(`bot/${name} (a finalizer did not finish)`)

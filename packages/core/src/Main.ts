@@ -18,6 +18,8 @@ export interface MainOptions {
   readonly grace?: Duration.Input | undefined
   /** The logger (default: from `LOG_LEVEL` / `LOG_PRETTY`). */
   readonly logging?: Layer.Layer<never, unknown> | undefined
+  /** Stop every bot as soon as `program` returns, instead of waiting for a signal. */
+  readonly stopWhenDone?: boolean | undefined
   /** Called with the reports once every bot stopped. */
   readonly onStopped?: ((reports: ReadonlyArray<StopReport>) => void) | undefined
 }
@@ -48,6 +50,8 @@ export const runMain = <E>(program: Effect.Effect<unknown, E, BotManager>, optio
     const started = yield* Effect.exit(program)
     if (Exit.isFailure(started)) {
       yield* Effect.logError("start failed", started.cause)
+    } else if (options.stopWhenDone === true) {
+      yield* Effect.logInfo(`done: stopping every bot (deadline ${Duration.format(deadline)})`)
     } else {
       yield* Effect.logInfo("running; press Ctrl-C (SIGINT) or send SIGTERM to stop")
       const signal = yield* Deferred.await(signalled)

@@ -14,7 +14,9 @@
  * `restartWithBackoff`; a bot's workers talk to remote APIs and must not hammer them), reset once a
  * child has run for `resetAfter`; and an interrupted child (the bot stopping) is a shutdown, never
  * a failure. A JavaScript fiber cannot be killed the way `brutal_kill` kills a process, so a child
- * that ignores interruption is abandoned with a warning, not killed.
+ * that ignores interruption is given up on after its shutdown timeout, with a warning, so the
+ * other children still stop in time; it stays owned by the supervisor's scope, which ends only when
+ * it does, and the bot's stop report names it if that is past the deadline.
  */
 import { Cause, Data, Duration, Effect, Exit, Fiber, Queue, Random, Scope } from "effect"
 import * as Task from "./Task.ts"
@@ -120,7 +122,9 @@ export const run = (
   registry: Task.TaskRegistry
 ): Effect.Effect<never, SupervisorEscalation, Scope.Scope> =>
   Effect.gen(function*() {
-    const scope = yield* Effect.scope
+    // Children live in their own scope, closed after `stopAll` (finalizers run last-in first-out):
+    // stopAll stops them one by one, each bounded by its shutdown timeout.
+    const scope = yield* Scope.fork(yield* Effect.scope, "sequential")
     const children = spec.children
     const exits = yield* Queue.bounded<ExitMessage>(Math.max(16, children.length * 4))
     const state: Array<Running> = children.map(() => ({ fiber: undefined, gen: 0, startedAt: 0, failures: 0 }))

@@ -1,0 +1,79 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Deferred, Effect, Fiber } from "effect"
+import { Bot, BotManager, Intake, Router, Update } from "@fiberbot/core"
+import { LeakCheck, TestAdapter } from "@fiberbot/core/testing"
+import { settle } from "./helpers.ts"
+
+const update = (n: number) => Update.make({ adapter: "t", kind: "message", id: String(n), key: "k", payload: n })
+
+describe("Intake", () => {
+  it.effect("backpressure: a full intake makes the source wait", () =>
+    Effect.gen(function*() {
+      const intake = yield* Intake.make({ capacity: 2, policy: "backpressure" })
+      assert.strictEqual(yield* intake.offer(update(1)), "accepted")
+      assert.strictEqual(yield* intake.offer(update(2)), "accepted")
+      const blocked = yield* Effect.forkChild(intake.offer(update(3)))
+      yield* settle()
+      assert.isUndefined(blocked.pollUnsafe(), "the source was not held back")
+      assert.strictEqual((yield* intake.take).id, "1")
+      assert.strictEqual(yield* Fiber.join(blocked), "accepted")
+      assert.deepStrictEqual(intake.stats(), { accepted: 3, dropped: 0, rejected: 0, depth: 2 })
+    }))
+
+  it.effect("drop-oldest: a full intake drops the oldest waiting update and counts it", () =>
+    Effect.gen(function*() {
+      const intake = yield* Intake.make({ capacity: 2, policy: "drop-oldest" })
+      for (let i = 1; i <= 5; i++) assert.strictEqual(yield* intake.offer(update(i)), "accepted")
+      assert.deepStrictEqual(intake.stats(), { accepted: 5, dropped: 3, rejected: 0, depth: 2 })
+      assert.deepStrictEqual([(yield* intake.take).id, (yield* intake.take).id], ["4", "5"])
+    }))
+
+  it.effect("reject-busy: a full intake answers busy at once and counts it", () =>
+    Effect.gen(function*() {
+      const intake = yield* Intake.make({ capacity: 2, policy: "reject-busy" })
+      assert.strictEqual(yield* intake.offer(update(1)), "accepted")
+      assert.strictEqual(yield* intake.offer(update(2)), "accepted")
+      assert.strictEqual(yield* intake.offer(update(3)), "busy")
+      assert.deepStrictEqual(intake.stats(), { accepted: 2, dropped: 0, rejected: 1, depth: 2 })
+      yield* intake.take
+      assert.strictEqual(yield* intake.offer(update(4)), "accepted")
+    }))
+
+  it.effect("close: later offers answer closed; queued updates are still taken, then Done", () =>
+    Effect.gen(function*() {
+      const intake = yield* Intake.make({ capacity: 4, policy: "backpressure" })
+      yield* intake.offer(update(1))
+      yield* intake.close
+      assert.strictEqual(yield* intake.offer(update(2)), "closed")
+      assert.strictEqual((yield* intake.take).id, "1")
+      const end = yield* Effect.flip(intake.take)
+      assert.strictEqual(end._tag, "Done")
+    }))
+
+  it.effect("a bot with reject-busy answers busy to its adapter while handlers are saturated", () =>
+    LeakCheck.verify(Effect.gen(function*() {
+      const manager = yield* BotManager
+      const test = yield* TestAdapter.make()
+      const gate = yield* Deferred.make<void>()
+      yield* manager.start(Bot.make({
+        name: "busy-bot",
+        adapters: [test.adapter],
+        router: Router.empty.on("message", () => Deferred.await(gate)),
+        options: { concurrency: 1, intake: { capacity: 1, policy: "reject-busy" } }
+      }))
+      assert.strictEqual(yield* test.message("a", "1"), "accepted") // runs
+      yield* settle()
+      assert.strictEqual(yield* test.message("b", "2"), "accepted") // waits in the intake: no permit free
+      yield* settle()
+      assert.strictEqual(yield* test.message("c", "3"), "busy")
+      assert.strictEqual(yield* test.message("d", "4"), "busy")
+      const [status] = yield* manager.status()
+      assert.deepStrictEqual(status?.intake, { accepted: 2, dropped: 0, rejected: 2, depth: 1 })
+      const stopping = yield* Effect.forkChild(manager.stop("busy-bot"))
+      yield* settle()
+      yield* Deferred.succeed(gate, undefined)
+      const report = yield* Fiber.join(stopping)
+      assert.strictEqual(report.drained, 2) // the running one and the one still in the intake
+      assert.strictEqual(report.undelivered, 0)
+    })).pipe(Effect.provide(BotManager.layer)))
+})

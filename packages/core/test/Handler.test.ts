@@ -1,0 +1,108 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Data, Effect, Fiber } from "effect"
+import { TestClock } from "effect/testing"
+import { Bot, BotManager, Router } from "@fiberbot/core"
+import { LeakCheck, TestAdapter } from "@fiberbot/core/testing"
+import { settle } from "./helpers.ts"
+
+class PaymentDeclined extends Data.TaggedError("PaymentDeclined")<{ readonly amount: number }> {}
+
+const setup = (router: Router.Router, options?: Bot.Options) =>
+  Effect.gen(function*() {
+    const manager = yield* BotManager
+    const test = yield* TestAdapter.make()
+    yield* manager.start(Bot.make({ name: "h", adapters: [test.adapter], router, ...(options ? { options } : {}) }))
+    return { manager, test }
+  })
+
+describe("Handler", () => {
+  it.effect("a handler past its timeout is interrupted, releases its resources and is counted as a timeout", () =>
+    LeakCheck.verify(Effect.gen(function*() {
+      const events: Array<string> = []
+      const { manager, test } = yield* setup(
+        Router.empty.on("message", () =>
+          Effect.gen(function*() {
+            yield* Effect.acquireRelease(Effect.sync(() => events.push("acquire")), (_, exit) => Effect.sync(() => events.push(`release ${exit._tag}`)))
+            yield* Effect.sleep("1 minute")
+            events.push("finished") // never reached
+          })),
+        { handlerTimeout: "2 seconds" }
+      )
+      yield* test.message("c", "x")
+      yield* settle()
+      yield* TestClock.adjust("1999 millis")
+      assert.deepStrictEqual(events, ["acquire"])
+      yield* TestClock.adjust("1 millis")
+      yield* settle()
+      assert.deepStrictEqual(events, ["acquire", "release Failure"])
+      const [status] = yield* manager.status()
+      assert.strictEqual(status?.outcomes.timeout, 1)
+      assert.strictEqual(status?.inFlight, 0)
+      yield* manager.stop("h")
+    })).pipe(Effect.provide(BotManager.layer)))
+
+  it.effect("a route's own timeout overrides the bot's", () =>
+    LeakCheck.verify(Effect.gen(function*() {
+      const { manager, test } = yield* setup(
+        Router.empty.command("report", () => Effect.sleep("45 seconds"), { timeout: "1 minute" }).on("message", () => Effect.sleep("45 seconds")),
+        { handlerTimeout: "30 seconds" }
+      )
+      yield* test.message("a", "/report")
+      yield* test.message("b", "plain")
+      yield* settle()
+      yield* TestClock.adjust("45 seconds")
+      yield* settle()
+      const [status] = yield* manager.status()
+      assert.deepStrictEqual([status?.outcomes.success, status?.outcomes.timeout], [1, 1])
+      yield* manager.stop("h")
+    })).pipe(Effect.provide(BotManager.layer)))
+
+  it.effect("typed errors and defects go to the error boundary; the bot keeps handling", () =>
+    LeakCheck.verify(Effect.gen(function*() {
+      const { manager, test } = yield* setup(
+        Router.empty
+          .command("pay", () => Effect.fail(new PaymentDeclined({ amount: 5 })))
+          .command("crash", () => Effect.sync(() => {
+            throw new TypeError("cannot read x of undefined")
+          }))
+          .on("message", (ctx) => ctx.reply(`ok ${ctx.text}`))
+      )
+      yield* test.message("a", "/pay")
+      yield* test.message("a", "/crash")
+      yield* test.message("a", "still there?")
+      const reply = yield* test.nextReply
+      assert.strictEqual(reply.message.text, "ok still there?")
+      const [status] = yield* manager.status()
+      assert.strictEqual(status?.state, "running")
+      assert.deepStrictEqual([status?.outcomes.failure, status?.outcomes.defect, status?.outcomes.success], [1, 1, 1])
+      yield* manager.stop("h")
+    })).pipe(Effect.provide(BotManager.layer)))
+
+  it.effect("updates no route matches are counted as unhandled", () =>
+    LeakCheck.verify(Effect.gen(function*() {
+      const { manager, test } = yield* setup(Router.empty.command("only", () => Effect.void))
+      yield* test.message("a", "hello")
+      yield* settle()
+      const [status] = yield* manager.status()
+      assert.strictEqual(status?.outcomes.unhandled, 1)
+      yield* manager.stop("h")
+    })).pipe(Effect.provide(BotManager.layer)))
+
+  it.effect("a handler's resources are released when the bot stops mid-run", () =>
+    LeakCheck.verify(Effect.gen(function*() {
+      const events: Array<string> = []
+      const { manager, test } = yield* setup(Router.empty.on("message", () =>
+        Effect.andThen(
+          Effect.acquireRelease(Effect.sync(() => events.push("acquire")), () => Effect.sync(() => events.push("release"))),
+          Effect.never
+        )))
+      yield* test.message("a", "x")
+      yield* settle()
+      const stopping = yield* Effect.forkChild(manager.stop("h", { deadline: "1 second" }))
+      yield* settle()
+      yield* TestClock.adjust("1 second")
+      const report = yield* Fiber.join(stopping)
+      assert.deepStrictEqual(events, ["acquire", "release"])
+      assert.deepStrictEqual(report.interrupted, ["handler/message"])
+    })).pipe(Effect.provide(BotManager.layer)))
+})

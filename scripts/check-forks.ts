@@ -3,11 +3,9 @@
 import { readdirSync, readFileSync, statSync } from "node:fs"
 import { join, relative } from "node:path"
 
-const root = new URL("..", import.meta.url).pathname
-
 // Edge files: process entry points and the places that hand work back from outside callbacks.
 // Each entry says why it may.
-const ALLOW: Record<string, string> = {
+export const ALLOW: Record<string, string> = {
   "packages/core/src/Main.ts": "the process entry point: starts the runtime, hard-exit timer after the shutdown deadline",
   "packages/examples/src/playground.ts": "an entry point",
   "packages/bench/src/dispatch-overhead.ts": "an entry point"
@@ -22,42 +20,48 @@ const PATTERNS: ReadonlyArray<[RegExp, string]> = [
   [/\b(?:globalThis|window)\.set(?:Timeout|Interval)\b/, "a raw timer"]
 ]
 
-const files = (dir: string): Array<string> =>
+const sourceFiles = (dir: string): Array<string> =>
   readdirSync(dir).flatMap((name) => {
     const path = join(dir, name)
     if (name === "node_modules" || name === "dist" || name.startsWith(".")) return []
-    if (statSync(path).isDirectory()) return files(path)
+    if (statSync(path).isDirectory()) return sourceFiles(path)
     return /\.(ts|mts|js|mjs)$/.test(name) ? [path] : []
   })
 
-const packages = join(root, "packages")
-const problems: Array<string> = []
-for (const pkg of readdirSync(packages)) {
-  const src = join(packages, pkg, "src")
-  try {
-    statSync(src)
-  } catch {
-    continue
+/** Every unowned fork or raw timer in the `src` folders of `root`'s packages outside `allow`. */
+export const scan = (root: string, allow: Record<string, string> = ALLOW): Array<string> => {
+  const problems: Array<string> = []
+  const packages = join(root, "packages")
+  for (const pkg of readdirSync(packages)) {
+    const src = join(packages, pkg, "src")
+    try {
+      statSync(src)
+    } catch {
+      continue
+    }
+    for (const file of sourceFiles(src)) {
+      const rel = relative(root, file)
+      if (rel in allow) continue
+      readFileSync(file, "utf8").split("\n").forEach((line, i) => {
+        const code = line.replace(/\/\/.*$/, "")
+        if (/^\s*(\*|\/\*\*)/.test(code)) return // doc comments and their examples
+        for (const [pattern, what] of PATTERNS) {
+          if (pattern.test(code)) problems.push(`${rel}:${i + 1}: ${what}\n    ${line.trim()}`)
+        }
+      })
+    }
   }
-  for (const file of files(src)) {
-    const rel = relative(root, file)
-    if (rel in ALLOW) continue
-    const lines = readFileSync(file, "utf8").split("\n")
-    lines.forEach((line, i) => {
-      const code = line.replace(/\/\/.*$/, "")
-      if (/^\s*\*/.test(code)) return // JSDoc prose and examples
-      for (const [pattern, what] of PATTERNS) {
-        if (pattern.test(code)) problems.push(`${rel}:${i + 1}: ${what}\n    ${line.trim()}`)
-      }
-    })
-  }
+  return problems
 }
 
-if (problems.length > 0) {
-  console.error(`check-forks: ${problems.length} unowned fork(s) or raw timer(s) outside the edge files:\n`)
-  console.error(problems.join("\n"))
-  console.error(`\nFork into a scope the BotManager owns, or, for a true edge (entry point, callback bridge),`)
-  console.error(`add the file to ALLOW in scripts/check-forks.ts with the reason.`)
-  process.exit(1)
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const problems = scan(new URL("..", import.meta.url).pathname)
+  if (problems.length > 0) {
+    console.error(`check-forks: ${problems.length} unowned fork(s) or raw timer(s) outside the edge files:\n`)
+    console.error(problems.join("\n"))
+    console.error(`\nFork into a scope the BotManager owns, or, for a true edge (entry point, callback bridge),`)
+    console.error(`add the file to ALLOW in scripts/check-forks.ts with the reason.`)
+    process.exit(1)
+  }
+  console.log("check-forks: no unowned forks or raw timers outside the edge files")
 }
-console.log("check-forks: no unowned forks or raw timers outside the edge files")

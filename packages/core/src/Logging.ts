@@ -44,6 +44,15 @@ const render = (part: unknown): string => {
   }
 }
 
+const describeError = (error: unknown): unknown => {
+  if (typeof error !== "object" || error === null) return error
+  const out: Record<string, unknown> = {}
+  const tag = (error as { readonly _tag?: unknown })._tag
+  if (typeof tag === "string") out._tag = tag
+  for (const key of Object.keys(error)) if (key !== "stack") out[key] = (error as Record<string, unknown>)[key]
+  return out
+}
+
 /** A pino instance configured as fiberbot logs. */
 export const makePino = (options: Options = {}): pino.Logger => {
   const level = options.level ?? "info"
@@ -70,7 +79,12 @@ export const logger = (sink: pino.Logger): Logger.Logger<unknown, void> =>
     }
     for (const key of Object.keys(annotations)) fields[key] = annotations[key]
     for (const [label, start] of spans) fields[`${label}Ms`] = date.getTime() - start
-    if (cause.reasons.length > 0) fields.err = Cause.pretty(cause)
+    if (cause.reasons.length > 0) {
+      fields.err = Cause.pretty(cause)
+      // A typed error's fields (not only its message) say what went wrong; redaction applies to them too.
+      const errors = cause.reasons.filter(Cause.isFailReason).map((r) => describeError(r.error))
+      if (errors.length > 0) fields.error = errors.length === 1 ? errors[0] : errors
+    }
     const parts = Array.isArray(message) ? message : [message]
     // JSON round trip: Redacted values serialize as "<redacted>", and nothing holds a reference.
     const safe = JSON.parse(JSON.stringify(fields)) as Record<string, unknown>

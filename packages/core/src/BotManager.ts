@@ -370,7 +370,8 @@ const make = (options: ManagerOptions = {}): Effect.Effect<Service, never, Scope
           yield* Task.forkIn(tasks, workersScope, "supervisor", inBot(name)(supervise), { kind: "supervisor" })
         }
         yield* Effect.logInfo(`bot started with ${bot.adapters.length} adapter(s) and ${bot.workers.length} worker(s)`).pipe(
-          Task.ownedBy(name)
+          Task.ownedBy(name),
+          Task.named(`start/${name}`)
         )
       })
 

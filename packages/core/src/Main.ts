@@ -10,6 +10,7 @@
 import { Cause, Deferred, Duration, Effect, Exit, Layer } from "effect"
 import { BotManager, type StopReport } from "./BotManager.ts"
 import * as Logging from "./Logging.ts"
+import * as Task from "./Task.ts"
 
 export interface MainOptions {
   /** The deadline of `stopAll` on a signal (default 10 s). */
@@ -66,6 +67,7 @@ export const runMain = <E>(program: Effect.Effect<unknown, E, BotManager>, optio
     options.onStopped?.(reports)
     return Exit.isFailure(started) ? 1 : 0
   }).pipe(
+    Task.named("main"),
     Effect.provide(BotManager.layer),
     Effect.provide(options.logging ?? Logging.layerConfig)
   )

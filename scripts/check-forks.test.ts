@@ -51,9 +51,11 @@ describe("check-forks", () => {
         "export const b = Effect.forkIn(Effect.never, scope)",
         "export const c = clock.setTimeout"
       ].join("\n"),
-      "packages/core/src/Main.ts": "Effect.runFork(main)\nsetTimeout(exit, 1000)"
+      "packages/core/src/Main.ts": "Effect.runFork(main)\nsetTimeout(exit, 1000)",
+      "packages/bench/src/run.ts": "// fiberbot:edge a benchmark entry point\nEffect.runPromise(main)",
+      "packages/bench/src/late.ts": "const x = 1\n\n\n\n\n\n// fiberbot:edge too late to count\nEffect.runPromise(main)"
     })
-    expect(scan(root, { "packages/core/src/Main.ts": "entry point" })).toEqual([])
+    expect(scan(root, { "packages/core/src/Main.ts": "entry point" }).map((p) => p.split(":")[0])).toEqual(["packages/bench/src/late.ts"])
   })
 
   it("the workspace itself is clean", () => {

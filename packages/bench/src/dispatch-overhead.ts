@@ -1,3 +1,4 @@
+// fiberbot:edge a benchmark process entry point
 /**
  * dispatch-overhead: what the fiber registry costs on the hot path.
  *

@@ -1,3 +1,4 @@
+// fiberbot:edge the playground process entry point
 /**
  * The playground: what `pnpm start` runs. Needs no token and no network.
  *

@@ -1,0 +1,2 @@
+// Not built yet: see packages/adapters/README.md.
+export {}

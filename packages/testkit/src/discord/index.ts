@@ -1,0 +1,2 @@
+// Not built yet: see packages/testkit/README.md.
+export {}

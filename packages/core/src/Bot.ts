@@ -20,6 +20,8 @@
  */
 import { Data, Duration, Effect, Option, Schema } from "effect"
 import type { Adapter } from "./Adapter.ts"
+import type * as Admission from "./guard/Admission.ts"
+import * as Breaker from "./guard/Breaker.ts"
 import type { Policy } from "./Intake.ts"
 import { Router } from "./Router.ts"
 import * as Supervisor from "./Supervisor.ts"
@@ -48,6 +50,13 @@ export interface Options {
   } | undefined
   /** Export handler metrics (default true). */
   readonly metrics?: boolean | undefined
+  /**
+   * Open the intake breaker on the handlers' failure or slow-call rate (default: only the watchdog,
+   * alerts and operators open it).
+   */
+  readonly breaker?: Breaker.Options | undefined
+  /** Cap the updates held at once and answer "busy" above it (default off; limit 500 when on). */
+  readonly admission?: Admission.Options | boolean | undefined
 }
 
 export interface Bot {
@@ -83,6 +92,8 @@ export interface Config {
   readonly stopDeadline: Duration.Duration
   readonly supervisor: Omit<Supervisor.Spec, "children">
   readonly metrics: boolean
+  readonly breaker: Breaker.Options | undefined
+  readonly admission: Admission.Options | undefined
 }
 
 /** A bot's definition is invalid: `issues` says which field and why. */
@@ -155,6 +166,16 @@ export const config = (bot: Bot): Effect.Effect<Config, BotConfigError> =>
     )
     const dupes = [...duplicates(c.workerNames).map((n) => `worker name "${n}" is used twice`), ...duplicates(c.adapterNames).map((n) => `adapter name "${n}" is used twice`)]
     if (dupes.length > 0) return yield* new BotConfigError({ bot: c.name, issues: dupes.join("\n") })
+    const guardIssues: Array<string> = []
+    try {
+      Breaker.makeUnsafe({ ...o.breaker, bot: c.name }, () => 0)
+    } catch (e) {
+      guardIssues.push(`breaker: ${(e as Error).message}`)
+    }
+    const admission = o.admission === undefined || o.admission === false ? undefined : o.admission === true ? {} : o.admission
+    const limit = admission?.limit
+    if (limit !== undefined && (!Number.isInteger(limit) || limit < 1)) guardIssues.push(`admission: limit must be an integer >= 1, got ${limit}`)
+    if (guardIssues.length > 0) return yield* new BotConfigError({ bot: c.name, issues: guardIssues.join("\n") })
     return {
       name: c.name,
       handlerTimeout: Duration.millis(c.handlerTimeout),
@@ -175,6 +196,8 @@ export const config = (bot: Bot): Effect.Effect<Config, BotConfigError> =>
           resetAfter: Duration.millis(c.backoffResetAfter)
         }
       },
-      metrics: o.metrics ?? true
+      metrics: o.metrics ?? true,
+      breaker: o.breaker,
+      admission
     }
   })

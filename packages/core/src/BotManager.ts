@@ -16,6 +16,8 @@ import { AdapterError, ReplyError } from "./Adapter.ts"
 import * as Bot from "./Bot.ts"
 import * as Dispatcher from "./Dispatcher.ts"
 import * as FiberRegistry from "./FiberRegistry.ts"
+import * as Admission from "./guard/Admission.ts"
+import * as Breaker from "./guard/Breaker.ts"
 import * as Handler from "./Handler.ts"
 import * as Intake from "./Intake.ts"
 import * as Supervisor from "./Supervisor.ts"
@@ -64,6 +66,18 @@ export interface BotStatus {
   readonly outcomes: Outcomes
   readonly tasks: ReadonlyArray<Task.TaskInfo>
   readonly lastStop: StopReport | undefined
+  /** The intake breaker's state (absent once the bot stopped). */
+  readonly breaker?: Breaker.State | undefined
+}
+
+/** The guard of one running bot: its intake breaker and, when configured, its admission limit. */
+export interface BotGuard {
+  readonly bot: string
+  readonly breaker: Breaker.Breaker
+  readonly admission: Admission.Admission | undefined
+  readonly intake: () => Intake.Stats
+  readonly dispatcher: Dispatcher.Dispatcher
+  readonly tasks: () => ReadonlyArray<Task.TaskInfo>
 }
 
 export interface StopOptions {
@@ -109,6 +123,7 @@ interface Running {
   readonly dispatcher: Dispatcher.Dispatcher
   readonly tasks: Task.TaskRegistry
   readonly outcomes: { -readonly [K in keyof Outcomes]: number }
+  readonly guard: BotGuard
   state: BotState
   reason: string | undefined
   stopping: Deferred.Deferred<StopReport> | undefined
@@ -127,6 +142,10 @@ export interface Service {
   readonly tasks: (name?: string) => Effect.Effect<ReadonlyArray<Task.TaskInfo>>
   /** The registry of live bot fibers (empty when the registry is off). */
   readonly registry: FiberRegistry.FiberRegistryImpl
+  /** The breaker and admission of a running bot, `undefined` when no bot of that name runs. */
+  readonly guard: (name: string) => BotGuard | undefined
+  /** The guards of every running bot. */
+  readonly guards: () => ReadonlyArray<BotGuard>
 }
 
 const now = Effect.clockWith((clock) => clock.currentTimeMillis)
@@ -161,16 +180,40 @@ const make = (options: ManagerOptions = {}): Effect.Effect<Service, never, Scope
         return Option.isSome(done)
       })
 
-    const prepare = (rb: { readonly config: Bot.Config; readonly bot: Bot.Bot; readonly outcomes: Running["outcomes"] }) => {
+    const prepare = (rb: {
+      readonly config: Bot.Config
+      readonly bot: Bot.Bot
+      readonly outcomes: Running["outcomes"]
+      readonly breaker: Breaker.Breaker
+      readonly admission: Admission.Admission | undefined
+      readonly clock: () => number
+    }) => {
       const adapters = new Map<string, Adapter>(rb.bot.adapters.map((a) => [a.name, a]))
       const name = rb.config.name
-      const onOutcome = (outcome: Handler.Outcome) => {
+      // Without breaker options the breaker still judges half-open probes (after a watchdog or an
+      // alert released it), on failures only: no clock read per run.
+      const plainOutcome = (outcome: Handler.Outcome) => {
         rb.outcomes[outcome]++
+        if (outcome !== "interrupted") rb.breaker.record({ failure: outcome !== "success", durationMs: 0 })
+      }
+      const guarded = rb.admission !== undefined || rb.breaker.recordsOutcomes
+      // Only when a guard needs it: the run's latency and outcome, told to the breaker and the
+      // admission limit from the handler's own outcome callback (no extra effect per update).
+      const guardedOutcome = () => {
+        const t0 = rb.clock()
+        return (outcome: Handler.Outcome) => {
+          rb.outcomes[outcome]++
+          const now = rb.clock()
+          if (outcome !== "interrupted") rb.breaker.record({ failure: outcome !== "success", durationMs: now - t0 })
+          rb.admission?.completed({ latencyMs: now - t0, timedOut: outcome === "timeout", now })
+        }
       }
       return (update: Update.Update): Dispatcher.Job => {
         const resolved = rb.bot.router.resolve(update)
         if (resolved === undefined) {
           rb.outcomes.unhandled++
+          rb.admission?.release()
+          rb.breaker.record({ failure: false, durationMs: 0 }) // no route is not the bot failing
           return { task: "handler/unhandled", run: Effect.void }
         }
         const task = `handler/${resolved.name}`
@@ -186,6 +229,7 @@ const make = (options: ManagerOptions = {}): Effect.Effect<Service, never, Scope
               ? Effect.fail(new ReplyError({ adapter: update.adapter, reason: `bot "${name}" has no adapter of that name` }))
               : adapter.reply(update, Update.toOutbound(message))
         }
+        const onOutcome = guarded ? guardedOutcome() : plainOutcome
         return {
           task,
           run: Handler.run(resolved.handler, ctx, {
@@ -295,13 +339,38 @@ const make = (options: ManagerOptions = {}): Effect.Effect<Service, never, Scope
         const workersScope = yield* Scope.fork(scope, "sequential")
         const handlersScope = yield* Scope.fork(scope, "sequential")
         const tasks = new Task.TaskRegistry(name)
-        const intake = yield* Intake.make({ capacity: config.intakeCapacity, policy: config.intakePolicy })
+        const clock = yield* Effect.clockWith((c) => Effect.succeed(() => c.currentTimeMillisUnsafe()))
+        const breaker = yield* Breaker.make({ ...config.breaker, recordOutcomes: config.breaker !== undefined, bot: name })
+        const admission = config.admission === undefined ? undefined : yield* Admission.make(config.admission)
+        const intake = yield* Intake.make({
+          capacity: config.intakeCapacity,
+          policy: config.intakePolicy,
+          onDropped: admission?.release
+        })
         const outcomes = { success: 0, failure: 0, defect: 0, timeout: 0, interrupted: 0, unhandled: 0 }
         const dispatcher = yield* Dispatcher.make({
           intake,
           concurrency: config.concurrency,
-          prepare: prepare({ config, bot, outcomes })
+          prepare: prepare({ config, bot, outcomes, breaker, admission, clock })
         }).pipe(Scope.provide(handlersScope), inBot(name))
+        // The door: a breaker that does not admit, or no admission permit, answers "busy" at once.
+        const offer = (update: Update.Update): Effect.Effect<Intake.OfferResult> =>
+          Effect.suspend(() => {
+            if (intake.isClosed()) return intake.offer(update)
+            if (!breaker.tryAcquire()) return Effect.succeed("busy" as const)
+            if (admission !== undefined && !admission.tryAcquire()) {
+              breaker.cancel()
+              return Effect.succeed("busy" as const)
+            }
+            if (admission === undefined && Breaker.isClosed(breaker.state())) return intake.offer(update)
+            return Effect.map(intake.offer(update), (r) => {
+              if (r !== "accepted") {
+                admission?.release()
+                breaker.cancel()
+              }
+              return r
+            })
+          })
         tasks.register("dispatcher", "dispatcher")
 
         const adapterScopes: Array<{ name: string; scope: Scope.Closeable }> = []
@@ -310,7 +379,7 @@ const make = (options: ManagerOptions = {}): Effect.Effect<Service, never, Scope
           adapterScopes.push({ name: adapter.name, scope: adapterScope })
           const ctx: AdapterContext = {
             bot: name,
-            offer: intake.offer,
+            offer,
             fork: (task, effect) => Task.forkIn(tasks, adapterScope, task, inBot(name)(effect), { kind: "adapter" })
           }
           const started = yield* adapter.start(ctx).pipe(
@@ -347,6 +416,7 @@ const make = (options: ManagerOptions = {}): Effect.Effect<Service, never, Scope
           dispatcher,
           tasks,
           outcomes,
+          guard: { bot: name, breaker, admission, intake: intake.stats, dispatcher, tasks: () => tasks.list() },
           state: "running",
           reason: undefined,
           stopping: undefined
@@ -397,7 +467,8 @@ const make = (options: ManagerOptions = {}): Effect.Effect<Service, never, Scope
       intake: rb.intake.stats(),
       outcomes: { ...rb.outcomes },
       tasks: rb.tasks.list(),
-      lastStop: undefined
+      lastStop: undefined,
+      breaker: rb.guard.breaker.state()
     })
 
     yield* Effect.addFinalizer(() => stopAll())
@@ -424,7 +495,9 @@ const make = (options: ManagerOptions = {}): Effect.Effect<Service, never, Scope
         ]),
       tasks: (name?: string) =>
         Effect.sync(() => [...bots.values()].filter((rb) => name === undefined || rb.config.name === name).flatMap((rb) => rb.tasks.list())),
-      registry
+      registry,
+      guard: (name) => bots.get(name)?.guard,
+      guards: () => [...bots.values()].map((rb) => rb.guard)
     } satisfies Service
   })
 

@@ -55,6 +55,7 @@ export const make = (options: {
         const job = prepare(update)
         current.set(key, job.task)
         return job.run.pipe(
+          Effect.onExit((exit) => Effect.sync(() => update.onDone?.(Exit.isSuccess(exit)))),
           Effect.ensuring(Effect.suspend(() => {
             current.delete(key)
             admitted--

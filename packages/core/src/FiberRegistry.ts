@@ -23,6 +23,10 @@ export interface LiveFiber {
   readonly span: string | undefined
   readonly startedAt: number
   readonly ageMs: number
+  /** The fiber that forked this one, when it was still alive at the fork. */
+  readonly parent?: number | undefined
+  /** `running` while it evaluates right now, else `suspended` (waiting on a timer, a queue, I/O ...). */
+  readonly state?: "running" | "suspended" | undefined
 }
 
 export interface FiberGroup {
@@ -41,6 +45,13 @@ export interface Snapshot {
 interface Entry {
   readonly fiber: Fiber.Fiber<unknown, unknown>
   readonly startedAt: number
+  readonly parent: number | undefined
+}
+
+/** Effect's fiber keeps these internals; read defensively, as they are not public API. */
+interface FiberInternals {
+  readonly _parent?: { readonly id: number } | undefined
+  readonly _running?: boolean
 }
 
 type Marked = Fiber.Fiber<unknown, unknown> & { [SEEN]?: FiberRegistryImpl }
@@ -66,7 +77,7 @@ export class FiberRegistryImpl {
     const record = (fiber: Marked) => {
       fiber[SEEN] = self
       self.#started++
-      live.set(fiber.id, { fiber, startedAt: Date.now() })
+      live.set(fiber.id, { fiber, startedAt: Date.now(), parent: (fiber as unknown as FiberInternals)._parent?.id })
       fiber.addObserver(() => live.delete(fiber.id))
     }
     return Tracer.make({
@@ -83,11 +94,30 @@ export class FiberRegistryImpl {
     })
   }
 
+  /**
+   * Live fibers counted by bot and by bot + task, without building a record per fiber: what the
+   * watchdog and the metrics read every few seconds. Keys of `byTask` are `bot\u0000task`.
+   */
+  counts(): { readonly total: number; readonly byBot: ReadonlyMap<string, number>; readonly byTask: ReadonlyMap<string, number> } {
+    const byBot = new Map<string, number>()
+    const byTask = new Map<string, number>()
+    let total = 0
+    for (const { fiber } of this.#live.values()) {
+      if (fiber.pollUnsafe() !== undefined) continue
+      total++
+      const bot = fiber.getRef(CurrentBot)
+      byBot.set(bot, (byBot.get(bot) ?? 0) + 1)
+      const key = `${bot}\u0000${fiber.getRef(CurrentTask)}`
+      byTask.set(key, (byTask.get(key) ?? 0) + 1)
+    }
+    return { total, byBot, byTask }
+  }
+
   /** Every live fiber, oldest first. */
   fibers(filter?: { readonly bot?: string | undefined }): ReadonlyArray<LiveFiber> {
     const now = Date.now()
     const out: Array<LiveFiber> = []
-    for (const { fiber, startedAt } of this.#live.values()) {
+    for (const { fiber, startedAt, parent } of this.#live.values()) {
       if (fiber.pollUnsafe() !== undefined) continue
       const bot = fiber.getRef(CurrentBot)
       if (filter?.bot !== undefined && bot !== filter.bot) continue
@@ -97,7 +127,9 @@ export class FiberRegistryImpl {
         task: fiber.getRef(CurrentTask),
         span: spanName(fiber),
         startedAt,
-        ageMs: now - startedAt
+        ageMs: now - startedAt,
+        parent,
+        state: (fiber as unknown as FiberInternals)._running === true ? "running" : "suspended"
       })
     }
     return out

@@ -34,7 +34,12 @@ export interface Intake {
   readonly stats: () => Stats
 }
 
-export const make = (options: { readonly capacity: number; readonly policy: Policy }): Effect.Effect<Intake> =>
+export const make = (options: {
+  readonly capacity: number
+  readonly policy: Policy
+  /** Runs when `drop-oldest` drops a waiting update (admission gives its permit back). */
+  readonly onDropped?: (() => void) | undefined
+}): Effect.Effect<Intake> =>
   Effect.gen(function*() {
     const { capacity, policy } = options
     const queue = yield* (policy === "backpressure"
@@ -67,8 +72,11 @@ export const make = (options: { readonly capacity: number; readonly policy: Poli
           }
           return Effect.succeed("closed" as const)
         }
-        if (full) dropped++
         accepted++
+        if (full) {
+          dropped++
+          options.onDropped?.()
+        }
         return Effect.succeed("accepted" as const)
       })
 

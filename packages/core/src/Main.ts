@@ -23,6 +23,11 @@ export interface MainOptions {
   readonly stopWhenDone?: boolean | undefined
   /** Called with the reports once every bot stopped. */
   readonly onStopped?: ((reports: ReadonlyArray<StopReport>) => void) | undefined
+  /**
+   * Services that live as long as the process, built before `program` and closed after every bot
+   * stopped, e.g. `DebugServer.layerGuarded({ port: 9464 })` (watchdog + /metrics + /debug).
+   */
+  readonly services?: Layer.Layer<any, unknown, BotManager> | undefined
 }
 
 const SIGNALS = ["SIGINT", "SIGTERM"] as const
@@ -48,6 +53,10 @@ export const runMain = <E>(program: Effect.Effect<unknown, E, BotManager>, optio
 
   const main = Effect.gen(function*() {
     const manager = yield* BotManager
+    if (options.services !== undefined) {
+      const services = yield* Effect.exit(Layer.build(options.services))
+      if (Exit.isFailure(services)) yield* Effect.logError("services did not start; bots start without them", services.cause)
+    }
     const started = yield* Effect.exit(program)
     if (Exit.isFailure(started)) {
       yield* Effect.logError("start failed", started.cause)
@@ -67,6 +76,7 @@ export const runMain = <E>(program: Effect.Effect<unknown, E, BotManager>, optio
     options.onStopped?.(reports)
     return Exit.isFailure(started) ? 1 : 0
   }).pipe(
+    Effect.scoped,
     Task.named("main"),
     Effect.provide(BotManager.layer),
     Effect.provide(options.logging ?? Logging.layerConfig)

@@ -17,6 +17,12 @@ export interface Update<P = unknown> {
   readonly text?: string | undefined
   readonly callbackData?: string | undefined
   readonly payload: P
+  /**
+   * Called once when the dispatcher is finished with the update: `true` when its handler ran to an
+   * outcome (success, failure, timeout, or no handler matched), `false` when the run was interrupted
+   * (the bot stopping). Adapters use it to confirm delivery only after handling (Telegram offsets).
+   */
+  readonly onDone?: ((handled: boolean) => void) | undefined
 }
 
 /** What a handler sends back through `ctx.reply`. Adapters map it to their protocol. */
@@ -35,6 +41,7 @@ export const make = <P>(fields: {
   readonly payload: P
   readonly text?: string | undefined
   readonly callbackData?: string | undefined
+  readonly onDone?: ((handled: boolean) => void) | undefined
 }): Update<P> => fields
 
 export const toOutbound = (message: string | OutboundMessage): OutboundMessage =>

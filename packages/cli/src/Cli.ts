@@ -4,8 +4,9 @@
  * `fiberbot new <name>` scaffolds a bot project. Without options in a terminal it asks for the
  * adapters and the package manager; in scripts, flags say everything.
  */
-import { Console, Effect, Option } from "effect"
+import { Console, Duration, Effect, Option, Redacted } from "effect"
 import { Argument, Command, Flag, Prompt } from "effect/cli"
+import * as Inspect from "./Inspect.ts"
 import * as Name from "./Name.ts"
 import * as Scaffold from "./Scaffold.ts"
 import * as Templates from "./Templates.ts"
@@ -65,9 +66,33 @@ const newCommand = Command.make(
   })
 ).pipe(Command.withDescription("Scaffold a new bot project"))
 
+const inspectCommand = Command.make(
+  "inspect",
+  {
+    url: Argument.String("url").pipe(Argument.withDescription("The bot process's debug server, e.g. http://127.0.0.1:9464")),
+    once: Flag.Boolean("once").pipe(Flag.withDescription("Print one snapshot and exit"), Flag.withDefault(false)),
+    json: Flag.Boolean("json").pipe(Flag.withDescription("Print snapshots as JSON (one per line)"), Flag.withDefault(false)),
+    interval: Flag.Int("interval").pipe(Flag.withDescription("Seconds between refreshes"), Flag.withDefault(1)),
+    token: Flag.Redacted("token").pipe(Flag.withDescription("Bearer token of the debug server (or FIBERBOT_DEBUG_TOKEN)"), Flag.optional)
+  },
+  Effect.fnUntraced(function*(input) {
+    const env = process.env.FIBERBOT_DEBUG_TOKEN
+    const token = Option.getOrElse(input.token, () => (env === undefined || env === "" ? undefined : Redacted.make(env)))
+    const show = (s: Inspect.Snapshot) =>
+      input.json ? Console.log(JSON.stringify(s)) : Console.log(`${input.once ? "" : "\u001b[2J\u001b[H"}${Inspect.render(s)}`)
+    const take = Inspect.snapshot(input.url, { token })
+    if (input.once) return yield* Effect.flatMap(take, show)
+    // Like top: refresh until interrupted (Ctrl-C); a failed refresh is fatal, with its reason.
+    yield* Effect.flatMap(take, show).pipe(
+      Effect.andThen(Effect.sleep(Duration.seconds(Math.max(1, input.interval)))),
+      Effect.forever
+    )
+  })
+).pipe(Command.withDescription("Show a running bot's bots, tasks and live fibers, refreshing like top"))
+
 export const cli = Command.make("fiberbot").pipe(
   Command.withDescription("fiberbot: bots where nothing runs without an owner"),
-  Command.withSubcommands([newCommand])
+  Command.withSubcommands([newCommand, inspectCommand])
 )
 
 export const run = Command.run(cli, { version: "0.1.0" })

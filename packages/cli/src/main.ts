@@ -6,7 +6,7 @@ import { run } from "./Cli.ts"
 // Our own errors say what to do; print their message alone and exit 1, without a stack trace.
 run.pipe(
   Effect.tapError((error) =>
-    typeof error === "object" && error !== null && "_tag" in error && (error._tag === "InvalidName" || error._tag === "TargetNotEmpty")
+    typeof error === "object" && error !== null && "_tag" in error && (error._tag === "InvalidName" || error._tag === "TargetNotEmpty" || error._tag === "InspectError")
       ? Console.error(`fiberbot: ${(error as unknown as Error).message}`)
       : Effect.void
   ),

@@ -1,2 +1,6 @@
-// Not built yet: see packages/testkit/README.md.
-export {}
+/**
+ * @fiberbot/testkit/discord: a loopback Discord gateway + REST emulator with fault injection.
+ */
+export * as DiscordEmulator from "./Emulator.ts"
+export { Gateway } from "./GatewayEmulator.ts"
+export { Rest } from "./RestEmulator.ts"

@@ -1,0 +1,212 @@
+// fiberbot:edge a benchmark process entry point
+/**
+ * discord-dispatch: gateway dispatches per second, from the emulator to a no-op handler.
+ *
+ * One in-process Discord emulator; each run connects a fresh client (one shard), the emulator
+ * sends N MESSAGE_CREATE dispatches over 100 channels, and the run ends when the client's handler
+ * has seen all N. fiberbot as a bot (shard -> Update -> intake -> dispatcher -> handler fiber), and
+ * fiberbot's gateway layer alone (one shard -> a no-op dispatch callback), run against @discordjs/ws's
+ * WebSocketManager (socket -> `dispatch` event listener, its nearest equivalent), with and without
+ * zlib-stream, in alternating rounds after a warm-up. The emulator's sending cost is in both
+ * figures alike. Prints each run, the medians and ratios; the last line is one JSON object.
+ *
+ * Options: --events N (default 50000), --rounds N (default 5); for profiling one side:
+ * --only fiberbot|discordjs, --plain or --zlib (these skip the summary).
+ */
+import { CompressionMethod, WebSocketManager, WebSocketShardEvents } from "@discordjs/ws"
+import { Deferred, Effect, Fiber, Layer, Redacted } from "effect"
+import { Bot, BotManager, Logging, Router } from "@fiberbot/core"
+import { Discord, DiscordShard, IdentifyThrottler, SessionStore } from "@fiberbot/adapters/discord"
+import { DiscordEmulator } from "@fiberbot/testkit/discord"
+import { messagePayloads } from "./discord/payloads.ts"
+
+const arg = (name: string, fallback: number) => {
+  const i = process.argv.indexOf(`--${name}`)
+  const v = i >= 0 ? Number(process.argv[i + 1]) : Number.NaN
+  return Number.isFinite(v) && v > 0 ? v : fallback
+}
+const events = arg("events", 50_000)
+const rounds = arg("rounds", 5)
+const CHUNK = 1000
+const onlyIndex = process.argv.indexOf("--only")
+const only = onlyIndex >= 0 ? process.argv[onlyIndex + 1] : undefined
+const compressions = process.argv.includes("--plain") ? [false] : process.argv.includes("--zlib") ? [true] : [false, true]
+
+const nextTick = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+
+/** Sends `events` dispatches in chunks, letting the client read between chunks. */
+const pour = (emu: DiscordEmulator.DiscordEmulator) =>
+  Effect.gen(function*() {
+    const payloads = messagePayloads(100)
+    for (let i = 0; i < events; i += CHUNK) {
+      const n = Math.min(CHUNK, events - i)
+      for (let j = 0; j < n; j++) emu.gateway.dispatch("MESSAGE_CREATE", payloads[(i + j) % payloads.length]!)
+      yield* nextTick
+    }
+  })
+
+const fiberbot = (emu: DiscordEmulator.DiscordEmulator, compress: boolean) =>
+  Effect.gen(function*() {
+    const manager = yield* BotManager
+    const done = yield* Deferred.make<void>()
+    let handled = 0
+    const discord = Discord.make({
+      token: Redacted.make(emu.token),
+      intents: 513,
+      restUrl: emu.restUrl,
+      compress,
+      store: SessionStore.memory(),
+      ignore: ["RESUMED", "READY", "GUILD_CREATE"]
+    })
+    const bot = Bot.make({
+      name: "bench",
+      adapters: [discord.adapter],
+      router: Router.empty.on("message", () =>
+        Effect.sync(() => {
+          if (++handled === events) Deferred.doneUnsafe(done, Effect.void)
+        })),
+      options: { concurrency: 500, intake: { capacity: 1000, policy: "backpressure" } }
+    })
+    yield* manager.start(bot)
+    const started = performance.now()
+    yield* pour(emu)
+    yield* Deferred.await(done)
+    const seconds = (performance.now() - started) / 1000
+    const report = yield* manager.stop("bench", { deadline: "5 seconds" })
+    if (!report.withinDeadline) throw new Error(`bench bot did not stop: ${report.unfinished.join(", ")}`)
+    return events / seconds
+  }).pipe(Effect.provide(Layer.fresh(BotManager.layer)))
+
+/** The gateway layer alone: one fiberbot shard whose dispatch callback is the no-op handler. */
+const shardOnly = (emu: DiscordEmulator.DiscordEmulator, compress: boolean) =>
+  Effect.scoped(Effect.gen(function*() {
+    const done = yield* Deferred.make<void>()
+    let handled = 0
+    const throttler = yield* IdentifyThrottler.make({ maxConcurrency: 1, remaining: 1000 })
+    const shard = yield* DiscordShard.make({
+      id: 0,
+      count: 1,
+      token: Redacted.make(emu.token),
+      intents: 513,
+      gatewayUrl: emu.gatewayUrl,
+      compress,
+      openTimeoutMs: 15_000,
+      helloTimeoutMs: 20_000,
+      readyTimeoutMs: 30_000,
+      closeTimeoutMs: 2_000,
+      backoffBaseMs: 1_000,
+      backoffMaxMs: 60_000,
+      stableAfterMs: 60_000,
+      maxResumeFailures: 2,
+      inboxHighWater: 1024,
+      store: SessionStore.memory(),
+      throttler,
+      onDispatch: (p) =>
+        Effect.sync(() => {
+          if (p.t === "MESSAGE_CREATE" && ++handled === events) Deferred.doneUnsafe(done, Effect.void)
+        })
+    })
+    const fiber = yield* Effect.forkScoped(shard.run)
+    yield* shard.ready
+    const started = performance.now()
+    yield* pour(emu)
+    yield* Deferred.await(done)
+    const seconds = (performance.now() - started) / 1000
+    yield* Fiber.interrupt(fiber)
+    return events / seconds
+  }))
+
+const discordjs = (emu: DiscordEmulator.DiscordEmulator, compress: boolean) =>
+  Effect.gen(function*() {
+    let handled = 0
+    let resolveDone!: () => void
+    const done = new Promise<void>((resolve) => {
+      resolveDone = resolve
+    })
+    // WebSocketManager only reads /gateway/bot through its REST client; hand it the emulator's answer
+    const rest = {
+      get: async () => ({
+        url: emu.gatewayUrl,
+        shards: 1,
+        session_start_limit: { total: 1000, remaining: 1000, reset_after: 0, max_concurrency: 1 }
+      })
+    }
+    const manager = new WebSocketManager({
+      token: emu.token,
+      intents: 513 as never,
+      rest: rest as never,
+      compression: compress ? CompressionMethod.ZlibNative : null
+    })
+    let ready!: () => void
+    const isReady = new Promise<void>((resolve) => {
+      ready = resolve
+    })
+    manager.on(WebSocketShardEvents.Ready, () => ready())
+    manager.on(WebSocketShardEvents.Dispatch, (payload) => {
+      if (payload.t === "MESSAGE_CREATE" && ++handled === events) resolveDone()
+    })
+    yield* Effect.promise(() => manager.connect())
+    yield* Effect.promise(() => isReady)
+    const started = performance.now()
+    yield* pour(emu)
+    yield* Effect.promise(() => done)
+    const seconds = (performance.now() - started) / 1000
+    yield* Effect.promise(async () => manager.destroy())
+    return events / seconds
+  })
+
+const median = (xs: ReadonlyArray<number>) => {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = Math.floor(s.length / 2)
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2
+}
+
+const main = Effect.gen(function*() {
+  const emu = yield* DiscordEmulator.make({ identifySpacing: 0, heartbeatInterval: 41_250 })
+  console.log(`discord-dispatch: ${events} MESSAGE_CREATE dispatches per run, ${rounds} rounds, fiberbot vs @discordjs/ws (alternating), zlib-stream off and on`)
+  const results: Record<string, { fiberbot: Array<number>; shard: Array<number>; discordjs: Array<number> }> = {}
+  for (const compress of compressions) {
+    const label = compress ? "zlib" : "plain"
+    results[label] = { fiberbot: [], shard: [], discordjs: [] }
+    yield* fiberbot(emu, compress)
+    yield* shardOnly(emu, compress)
+    yield* discordjs(emu, compress)
+    for (let r = 0; r < rounds; r++) {
+      const order = r % 2 === 0 ? ["fiberbot", "shard", "discordjs"] as const : ["discordjs", "shard", "fiberbot"] as const
+      for (const side of order) {
+        if (only !== undefined && side !== only) continue
+        globalThis.gc?.()
+        const rate = side === "fiberbot" ? yield* fiberbot(emu, compress) : side === "shard" ? yield* shardOnly(emu, compress) : yield* discordjs(emu, compress)
+        results[label]![side].push(rate)
+        console.log(`  ${label.padEnd(5)} round ${r + 1} ${side.padEnd(9)} ${Math.round(rate).toLocaleString("en")} dispatches/s`)
+      }
+    }
+  }
+  const summary = (label: string) => {
+    const f = median(results[label]!.fiberbot)
+    const g = median(results[label]!.shard)
+    const d = median(results[label]!.discordjs)
+    return {
+      fiberbotPerSec: Math.round(f),
+      gatewayOnlyPerSec: Math.round(g),
+      discordjsPerSec: Math.round(d),
+      ratio: Number((f / d).toFixed(3)),
+      gatewayOnlyRatio: Number((g / d).toFixed(3))
+    }
+  }
+  if (compressions.length < 2 || only !== undefined) return
+  const plain = summary("plain")
+  const zlib = summary("zlib")
+  for (const [label, s] of [["plain", plain], ["zlib ", zlib]] as const) {
+    console.log(`${label}: fiberbot bot ${s.fiberbotPerSec.toLocaleString("en")}/s (ratio ${s.ratio}), fiberbot shard only ${s.gatewayOnlyPerSec.toLocaleString("en")}/s (ratio ${s.gatewayOnlyRatio}), @discordjs/ws ${s.discordjsPerSec.toLocaleString("en")}/s; goal >= 1.0`)
+  }
+  console.log(JSON.stringify({ bench: "discord-dispatch", events, rounds, plain, zlib, goal: 1.0, node: process.version }))
+})
+
+Effect.runPromise(main.pipe(Effect.scoped, Effect.provide(Logging.layer({ level: "warn" })))).then(
+  () => process.exit(0),
+  (error) => {
+    console.error(error)
+    process.exit(1)
+  }
+)

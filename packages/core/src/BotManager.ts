@@ -158,6 +158,9 @@ const make = (options: ManagerOptions = {}): Effect.Effect<Service, never, Scope
     const bots = new Map<string, Running>()
     const lastStops = new Map<string, StopReport>()
     // Bots stop concurrently when the manager closes.
+    // Stops and abandoned closes run in fibers of `background`. It is made first so that it closes
+    // last: the manager's own finalizer (stop every bot) still forks into it while the manager closes.
+    const background = yield* Scope.fork(managerScope, "parallel")
     const root = yield* Scope.fork(managerScope, "parallel")
 
     const inBot = (name: string) => <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
@@ -167,7 +170,7 @@ const make = (options: ManagerOptions = {}): Effect.Effect<Service, never, Scope
 
     /** Runs `effect` in a fiber owned by the manager, so that it outlives an interrupted caller. */
     const detachInManager = <A>(task: string, effect: Effect.Effect<A>) =>
-      Effect.forkIn(Task.named(task)(effect), managerScope, { startImmediately: true })
+      Effect.forkIn(Task.named(task)(effect), background, { startImmediately: true })
 
     /** Closes `scope` within `remainingMs`; `true` when it finished in time. */
     const closeWithin = (task: string, scope: Scope.Closeable, remainingMs: number) =>

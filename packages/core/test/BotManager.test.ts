@@ -194,3 +194,27 @@ describe("BotManager", () => {
       assert.include(status?.lastStop?.reason ?? "", "database unreachable")
     })))
 })
+
+describe("BotManager teardown", () => {
+  it.effect("closing the manager stops the bots still running, releasing their resources", () =>
+    Effect.gen(function*() {
+      const released: Array<string> = []
+      const exit = yield* Effect.exit(Effect.gen(function*() {
+        const manager = yield* BotManager
+        const test = yield* TestAdapter.make()
+        yield* manager.start(Bot.make({
+          name: "left-running",
+          adapters: [test.adapter],
+          router: Router.empty.on("message", () =>
+            Effect.andThen(Effect.acquireRelease(Effect.void, () => Effect.sync(() => released.push("handler"))), Effect.never)),
+          workers: [Supervisor.child("w", Effect.andThen(Effect.acquireRelease(Effect.void, () => Effect.sync(() => released.push("worker"))), Effect.never))],
+          options: { stopDeadline: "1 second" }
+        }))
+        yield* test.message("a", "x")
+        yield* settle()
+        return yield* Effect.die("the test failed before it stopped its bot")
+      }).pipe(Effect.provide(BotManager.layer), Effect.forkChild, Effect.flatMap((f) => Effect.andThen(settle(), Effect.andThen(TestClock.adjust("1 second"), Fiber.await(f))))))
+      assert.strictEqual(exit._tag, "Success")
+      assert.sameMembers(released, ["handler", "worker"])
+    }))
+})

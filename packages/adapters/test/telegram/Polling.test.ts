@@ -1,0 +1,218 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Exit, Fiber } from "effect"
+import { Bot, BotManager, Router } from "@fiberbot/core"
+import { Telegram } from "@fiberbot/adapters/telegram"
+import { Emulator } from "@fiberbot/testkit/telegram"
+import { until, withManager } from "./helpers.ts"
+
+const adapterFor = (emu: Emulator.Emulator, extra: Partial<Telegram.Options> = {}) =>
+  Telegram.make({
+    token: emu.token,
+    apiRoot: emu.apiRoot,
+    flood: false,
+    polling: { timeout: 1, backoffBase: "20 millis", backoffMax: "100 millis", conflictTimeout: "300 millis" },
+    client: { retry: { baseDelay: "10 millis", maxDelay: "50 millis" }, longPollMargin: "300 millis" },
+    ...extra
+  })
+
+const echoBot = (tg: Telegram.Telegram, name = "echo") =>
+  Bot.make({
+    name,
+    adapters: [tg.adapter],
+    router: Router.empty
+      .command("start", (ctx) => ctx.reply(`welcome, args=${ctx.command?.args ?? ""}`))
+      .text(/.*/, (ctx) => ctx.reply(`echo: ${ctx.text}`))
+  })
+
+describe("Telegram long polling", () => {
+  it.live("echoes over polling end to end, deletes the webhook first and confirms the final offset on stop", () =>
+    withManager(Effect.gen(function*() {
+      const emu = yield* Emulator.make()
+      const tg = adapterFor(emu)
+      const manager = yield* BotManager
+      yield* manager.start(echoBot(tg))
+      emu.sendMessage({ chatId: 1, text: "hello" })
+      emu.sendCommand(2, "start", "deep-link")
+      emu.sendMessage({ chatId: -100, text: "group hi" })
+      const sent = yield* emu.waitForSent(3)
+      assert.deepStrictEqual(
+        sent.map((m) => [m.chatId, m.text]).sort(),
+        [[-100, "echo: group hi"], [1, "echo: hello"], [2, "welcome, args=deep-link"]].sort()
+      )
+      assert.strictEqual(tg.status().running, true)
+      assert.isDefined(tg.status().sinceLastPollMs)
+      const report = yield* manager.stop("echo", { deadline: "2 seconds" })
+      assert.isTrue(report.withinDeadline)
+      const methods = emu.calls().map((c) => c.method)
+      assert.deepStrictEqual(methods.slice(0, 2), ["getMe", "deleteWebhook"])
+      const last = emu.calls("getUpdates").at(-1)!
+      assert.deepStrictEqual([last.params.offset, last.params.limit, last.params.timeout], [4, 1, 0])
+      assert.strictEqual(emu.pending(), 0, "everything handled was confirmed")
+    })))
+
+  it.live("stop during a pending long poll returns promptly (the poll is aborted, not waited for)", () =>
+    withManager(Effect.gen(function*() {
+      const emu = yield* Emulator.make()
+      const tg = adapterFor(emu, { polling: { timeout: 30 } })
+      const manager = yield* BotManager
+      yield* manager.start(echoBot(tg))
+      yield* until(() => emu.polling(), 2000, "a long poll")
+      yield* Effect.sleep("50 millis")
+      const t0 = Date.now()
+      const report = yield* manager.stop("echo", { deadline: "5 seconds" })
+      assert.isBelow(Date.now() - t0, 500)
+      assert.isTrue(report.withinDeadline)
+    })))
+
+  it.live("restart in the middle of a burst: no update lost, none handled twice, per-chat order kept", () =>
+    withManager(Effect.gen(function*() {
+      const emu = yield* Emulator.make()
+      const tg = adapterFor(emu, { polling: { timeout: 1, limit: 50 } })
+      const manager = yield* BotManager
+      const completed: Array<{ id: number; chat: number }> = []
+      const bot = Bot.make({
+        name: "burst",
+        adapters: [tg.adapter],
+        router: Router.empty.on("message", (ctx) =>
+          Effect.gen(function*() {
+            yield* Effect.sleep(`${5 + (Number(ctx.update.id) % 7) * 3} millis`)
+            completed.push({ id: Number(ctx.update.id), chat: Number(ctx.update.key) })
+          }))
+      })
+      const total = 300
+      for (let i = 0; i < total; i++) emu.sendMessage({ chatId: 1 + (i % 20), text: `m${i}` })
+      yield* manager.start(bot)
+      yield* until(() => completed.length >= 60, 5000, "60 handled")
+      const report = yield* manager.stop("burst", { deadline: "1 second", drain: "10 millis" })
+      assert.isTrue(report.withinDeadline)
+      const before = completed.length
+      assert.isBelow(before, total, "the stop cut the burst")
+      yield* manager.start(bot)
+      yield* until(() => completed.length >= total, 8000, "all handled after restart")
+      yield* Effect.sleep("100 millis")
+      yield* manager.stop("burst", { deadline: "1 second" })
+      const ids = completed.map((c) => c.id)
+      assert.strictEqual(new Set(ids).size, ids.length, "no update handled twice")
+      assert.strictEqual(ids.length, total, "no update lost")
+      for (let chat = 1; chat <= 20; chat++) {
+        const order = completed.filter((c) => c.chat === chat).map((c) => c.id)
+        assert.deepStrictEqual(order, [...order].sort((a, b) => a - b), `chat ${chat} in order`)
+      }
+      assert.strictEqual(emu.pending(), 0)
+    })))
+
+  it.live("a stuck handler times out and never freezes polling: other chats are answered meanwhile, then its update is confirmed", () =>
+    withManager(Effect.gen(function*() {
+      const emu = yield* Emulator.make()
+      const tg = adapterFor(emu)
+      const manager = yield* BotManager
+      yield* manager.start(Bot.make({
+        name: "stuck",
+        adapters: [tg.adapter],
+        router: Router.empty
+          .text("hang", () => Effect.never, { timeout: "800 millis" })
+          .text(/.*/, (ctx) => ctx.reply(`echo: ${ctx.text}`)),
+        options: { handlerTimeout: "5 seconds" }
+      }))
+      emu.sendMessage({ chatId: 1, text: "hang" })
+      yield* Effect.sleep("50 millis")
+      const t0 = Date.now()
+      for (let i = 0; i < 5; i++) emu.sendMessage({ chatId: 2 + i, text: `other ${i}` })
+      yield* emu.waitForSent(5, { timeout: "2 seconds" })
+      assert.isBelow(Date.now() - t0, 700, "answered while the stuck handler still ran")
+      assert.strictEqual(tg.status().offset, 1, "the stuck update is not confirmed yet")
+      yield* until(() => tg.status().offset === 7, 3000, "offset past the timed-out update")
+      const status = (yield* manager.status()).find((b) => b.name === "stuck")!
+      assert.strictEqual(status.outcomes.timeout, 1)
+      yield* manager.stop("stuck", { deadline: "2 seconds" })
+      assert.strictEqual(emu.pending(), 0)
+    })))
+
+  it.live("at-most-once delivery confirms on fetch and still keeps per-chat order", () =>
+    withManager(Effect.gen(function*() {
+      const emu = yield* Emulator.make()
+      const tg = adapterFor(emu, { polling: { timeout: 1, delivery: "at-most-once" } })
+      const manager = yield* BotManager
+      const seen: Array<number> = []
+      yield* manager.start(Bot.make({
+        name: "amo",
+        adapters: [tg.adapter],
+        router: Router.empty.on("message", (ctx) => Effect.sync(() => seen.push(Number(ctx.update.id))))
+      }))
+      for (let i = 0; i < 50; i++) emu.sendMessage({ chatId: 1, text: `m${i}` })
+      yield* until(() => seen.length === 50, 3000, "50 handled")
+      assert.deepStrictEqual(seen, [...seen].sort((a, b) => a - b))
+      yield* manager.stop("amo", { deadline: "2 seconds" })
+      assert.strictEqual(emu.confirmed(), 50)
+    })))
+
+  it.live("recovers from 429, 5xx with an HTML body, malformed JSON and a dropped connection", () =>
+    withManager(Effect.gen(function*() {
+      const emu = yield* Emulator.make()
+      const tg = adapterFor(emu)
+      const manager = yield* BotManager
+      yield* manager.start(echoBot(tg))
+      emu.inject("getUpdates", { _tag: "ServerError" })
+      emu.inject("getUpdates", { _tag: "Drop" })
+      emu.inject("getUpdates", { _tag: "MalformedJson" })
+      emu.inject("sendMessage", { _tag: "TooManyRequests", retryAfter: 1 })
+      emu.inject("sendMessage", { _tag: "ServerError" })
+      emu.inject("sendMessage", { _tag: "Drop" })
+      emu.sendMessage({ chatId: 1, text: "one" })
+      emu.sendMessage({ chatId: 2, text: "two" })
+      const t0 = Date.now()
+      const sent = yield* emu.waitForSent(2, { timeout: "5 seconds" })
+      assert.isAtLeast(Date.now() - t0, 950, "the 429 was waited out for retry_after, never less")
+      assert.deepStrictEqual(sent.map((m) => m.text).sort(), ["echo: one", "echo: two"])
+      assert.deepStrictEqual(
+        emu.calls("getUpdates").map((c) => c.outcome).filter((o) => o !== 200).slice(0, 3),
+        ["ServerError", "Drop", "MalformedJson"]
+      )
+      assert.isAtLeast(tg.status().polling.failures, 3)
+      yield* manager.stop("echo", { deadline: "2 seconds" })
+    })))
+
+  it.live("a hung getUpdates is cut off at poll timeout + margin and polling goes on", () =>
+    withManager(Effect.gen(function*() {
+      const emu = yield* Emulator.make()
+      const tg = adapterFor(emu)
+      const manager = yield* BotManager
+      yield* manager.start(echoBot(tg))
+      emu.inject("getUpdates", { _tag: "Hang" })
+      yield* until(() => emu.calls("getUpdates").some((c) => c.outcome === "Hang"), 3000, "the hang")
+      emu.sendMessage({ chatId: 1, text: "after hang" })
+      const sent = yield* emu.waitForSent(1, { timeout: "4 seconds" })
+      assert.strictEqual(sent[0]!.text, "echo: after hang")
+      assert.match(tg.status().polling.lastError ?? "", /timeout/)
+      yield* manager.stop("echo", { deadline: "2 seconds" })
+    })))
+
+  it.live("409 at start: waits while another instance drains, then fails clearly when it does not stop", () =>
+    withManager(Effect.gen(function*() {
+      const emu = yield* Emulator.make()
+      const manager = yield* BotManager
+      emu.setConflict(true)
+      const failed = yield* Effect.exit(manager.start(echoBot(adapterFor(emu), "conflicted")))
+      assert.isTrue(Exit.isFailure(failed))
+      assert.match(String(Exit.isFailure(failed) ? failed.cause : ""), /409 Conflict.*another instance/)
+      const tg = adapterFor(emu, { polling: { timeout: 1, conflictTimeout: "3 seconds", backoffBase: "20 millis" } })
+      const starting = yield* Effect.forkChild(manager.start(echoBot(tg, "patient")))
+      yield* Effect.sleep("200 millis")
+      emu.setConflict(false)
+      yield* Fiber.join(starting)
+      emu.sendMessage({ chatId: 4, text: "finally" })
+      yield* emu.waitForSent(1)
+      yield* manager.stop("patient", { deadline: "2 seconds" })
+    })))
+
+  it.live("401 at start is fatal with a clear message", () =>
+    withManager(Effect.gen(function*() {
+      const emu = yield* Emulator.make()
+      const manager = yield* BotManager
+      const tg = Telegram.make({ token: "1:wrong", apiRoot: emu.apiRoot })
+      const failed = yield* Effect.exit(manager.start(echoBot(tg, "unauthorized")))
+      const text = String(Exit.isFailure(failed) ? failed.cause : "")
+      assert.match(text, /401 Unauthorized/)
+      assert.notInclude(text, "1:wrong", "the token never appears in errors")
+    })))
+})

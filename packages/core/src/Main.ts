@@ -3,11 +3,12 @@
  * and to touch timers directly (see scripts/check-forks.ts).
  *
  * `runMain(program)` provides the `BotManager` and the pino logger, runs `program` (which starts
- * bots), then waits for SIGINT or SIGTERM and calls `stopAll` with the shutdown deadline. A second
+ * bots; what it acquires in its `Scope`, such as emulators or servers, lives until every bot
+ * stopped), then waits for SIGINT or SIGTERM and calls `stopAll` with the shutdown deadline. A second
  * signal exits at once; if the shutdown itself overruns the deadline by a grace period, the process
  * exits anyway, so a hung finalizer can never keep a deploy waiting.
  */
-import { Cause, Deferred, Duration, Effect, Exit, Layer } from "effect"
+import { Cause, Deferred, Duration, Effect, Exit, Layer, Scope } from "effect"
 import { BotManager, type StopReport } from "./BotManager.ts"
 import * as Logging from "./Logging.ts"
 import * as Task from "./Task.ts"
@@ -32,7 +33,7 @@ export interface MainOptions {
 
 const SIGNALS = ["SIGINT", "SIGTERM"] as const
 
-export const runMain = <E>(program: Effect.Effect<unknown, E, BotManager>, options: MainOptions = {}): void => {
+export const runMain = <E>(program: Effect.Effect<unknown, E, BotManager | Scope.Scope>, options: MainOptions = {}): void => {
   const deadline = Duration.fromInputUnsafe(options.shutdownDeadline ?? "10 seconds")
   const grace = Duration.fromInputUnsafe(options.grace ?? "2 seconds")
   const signalled = Deferred.makeUnsafe<string>()

@@ -5,6 +5,7 @@
  * fails with a typed error that says what to do.
  */
 import { Data, Effect, FileSystem, Path } from "effect"
+import * as Adapters from "./Adapters.ts"
 import * as Name from "./Name.ts"
 import * as Templates from "./Templates.ts"
 
@@ -20,23 +21,26 @@ export interface Options extends Templates.ProjectOptions {
   readonly force: boolean
 }
 
-/** Adapter pieces for the generated project, by kind. Filled in as each adapter lands. */
-export const adapterTemplates: Partial<Record<Templates.AdapterKind, Templates.AdapterTemplate>> = {}
+/** Adapter pieces for the generated project, by kind. */
+export const adapterTemplates: Partial<Record<Templates.AdapterKind, Templates.AdapterTemplate>> = Adapters.templates
 
 export const files = (o: Templates.ProjectOptions): Record<string, string> => {
   const templates = o.adapters.flatMap((k) => {
     const t = adapterTemplates[k]
     return t === undefined ? [] : [t]
   })
+  const workspace = Templates.pnpmWorkspace(o)
   return {
     "package.json": Templates.packageJson(o),
+    ...(workspace === undefined ? {} : { "pnpm-workspace.yaml": workspace }),
     "tsconfig.json": Templates.tsconfig(),
     ".gitignore": Templates.gitignore(),
     ".env.example": Templates.envExample(templates),
     "README.md": Templates.readme(o, templates),
     "src/bot.ts": Templates.botTs(),
     "src/main.ts": Templates.mainTs(o, templates),
-    "test/bot.test.ts": Templates.botTest()
+    "test/bot.test.ts": Templates.botTest(),
+    ...Object.fromEntries(templates.map((t) => [`test/${t.kind}.test.ts`, t.test]))
   }
 }
 

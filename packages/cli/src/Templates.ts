@@ -35,6 +35,8 @@ export interface AdapterTemplate {
   /** Environment variables it reads: name and what for. */
   readonly env: ReadonlyArray<readonly [string, string]>
   readonly readme: string
+  /** `test/<kind>.test.ts`: the bot against the adapter's offline emulator. */
+  readonly test: string
 }
 
 const PACKAGES = ["@fiberbot/core", "@fiberbot/adapters", "@fiberbot/testkit"] as const
@@ -61,18 +63,35 @@ export const packageJson = (o: ProjectOptions): string => {
     },
     dependencies: {
       "@fiberbot/core": dependency(o.source, "@fiberbot/core"),
-      ...(o.adapters.length > 0 ? { "@fiberbot/adapters": dependency(o.source, "@fiberbot/adapters") } : {}),
+      // the emulators are what `start` runs against when no token is set, not only what tests use
+      ...(o.adapters.length > 0
+        ? { "@fiberbot/adapters": dependency(o.source, "@fiberbot/adapters"), "@fiberbot/testkit": dependency(o.source, "@fiberbot/testkit") }
+        : {}),
       effect: "4.1.0"
     },
     devDependencies: {
-      ...(o.adapters.length > 0 ? { "@fiberbot/testkit": dependency(o.source, "@fiberbot/testkit") } : {}),
       "@effect/vitest": "4.0.5",
       "@types/node": "^24.10.0",
       typescript: "7.0.2",
       vitest: "5.1.1"
     }
   }
-  return JSON.stringify(json, null, 2) + "\n"
+  // npm reads overrides from package.json; pnpm from pnpm-workspace.yaml (see `pnpmWorkspace`).
+  const overrides = tarballOverrides(o)
+  return JSON.stringify(overrides !== undefined && o.packageManager === "npm" ? { ...json, overrides } : json, null, 2) + "\n"
+}
+
+/** With tarballs, @fiberbot/adapters and @fiberbot/testkit must find @fiberbot/core there too. */
+const tarballOverrides = (o: ProjectOptions): Record<string, string> | undefined => {
+  const source = o.source
+  return source._tag === "Tarballs" ? Object.fromEntries(PACKAGES.map((p) => [p, tarball(source.dir, p)])) : undefined
+}
+
+/** `pnpm-workspace.yaml` for a pnpm project that takes @fiberbot from tarballs, else `undefined`. */
+export const pnpmWorkspace = (o: ProjectOptions): string | undefined => {
+  const overrides = tarballOverrides(o)
+  if (overrides === undefined || o.packageManager !== "pnpm") return undefined
+  return ["overrides:", ...Object.entries(overrides).map(([k, v]) => `  "${k}": "${v}"`)].join("\n") + "\n"
 }
 
 export const tsconfig = (): string =>
@@ -141,7 +160,7 @@ export const mainTs = (o: ProjectOptions, templates: ReadonlyArray<AdapterTempla
  * The entry point: starts the bot and stops it gracefully on Ctrl-C or SIGTERM (within 10 s; a
  * second signal exits at once). ${o.name}
  */
-import { Effect } from "effect"
+import { Effect${templates.length > 0 ? ", Redacted" : ""} } from "effect"
 import { BotManager, Main } from "@fiberbot/core"
 ${templates.length === 0 ? `import { TestAdapter } from "@fiberbot/core/testing"\n` : ""}${imports}
 import { makeBot } from "./bot.ts"
@@ -154,6 +173,7 @@ ${templates.length === 0 ? `    // No network adapter chosen: an in-memory chat 
 ` : setups}
     const manager = yield* BotManager
     yield* manager.start(makeBot([${adapters}]))
+    yield* Effect.logInfo("bot started")
   }),
   { shutdownDeadline: "10 seconds" }
 )

@@ -51,6 +51,10 @@ describe("Scaffold", () => {
     const files = Scaffold.files({ name: "b", adapters: [], packageManager: "npm", source: { _tag: "Tarballs", dir: "/tmp/tgz/" } })
     const pkg = JSON.parse(files["package.json"]!)
     assert.strictEqual(pkg.dependencies["@fiberbot/core"], "file:/tmp/tgz/fiberbot-core-0.1.0.tgz")
+    assert.strictEqual(pkg.overrides["@fiberbot/core"], "file:/tmp/tgz/fiberbot-core-0.1.0.tgz") // npm
+    const withPnpm = Scaffold.files({ name: "b", adapters: ["telegram"], packageManager: "pnpm", source: { _tag: "Tarballs", dir: "/tmp/tgz" } })
+    assert.include(withPnpm["pnpm-workspace.yaml"]!, `"@fiberbot/core": "file:/tmp/tgz/fiberbot-core-0.1.0.tgz"`)
+    assert.include(withPnpm["test/telegram.test.ts"]!, "LeakCheck.verify")
     assert.include(files["README.md"]!, "npm test")
   })
 })

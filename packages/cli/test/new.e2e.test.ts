@@ -18,7 +18,7 @@ const tarballs = join(root, "tarballs")
 
 beforeAll(() => {
   mkdirSync(tarballs)
-  for (const pkg of ["core"]) {
+  for (const pkg of ["core", "adapters", "testkit"]) {
     const dir = join(workspace, "packages", pkg)
     execFileSync(node, [join(workspace, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.build.json"], { cwd: dir, stdio: "pipe" })
     pnpm(["pack", "--pack-destination", tarballs], dir)
@@ -48,17 +48,22 @@ const runStart = (cwd: string, ready: string) =>
     })
   })
 
+const scaffoldAndRun = async (name: string, adapters: ReadonlyArray<string>, expectedTests: number) => {
+  const project = join(root, name)
+  const out = execFileSync(node, [bin, "new", name, "--dir", project, "--fiberbot-tarballs", tarballs, ...adapters.flatMap((a) => ["--adapter", a])], { encoding: "utf8" })
+  expect(out).toContain(`created ${name}`)
+  pnpm(["install", "--offline"], project)
+  execFileSync(node, ["node_modules/typescript/bin/tsc", "--noEmit"], { cwd: project, stdio: "pipe" })
+  const tests = execFileSync(node, ["node_modules/vitest/vitest.mjs", "run"], { cwd: project, encoding: "utf8", stdio: "pipe", env: { ...process.env, NO_COLOR: "1", FORCE_COLOR: "0" } })
+    .replace(/\u001b\[[0-9;]*m/g, "")
+  expect(tests).toMatch(new RegExp(`Tests\\s+${expectedTests} passed`))
+  const started = await runStart(project, "bot started")
+  expect(started.out).toContain("bot stopped")
+  expect(started.code).toBe(0)
+}
+
 describe("fiberbot new (end to end)", () => {
-  it("scaffolds a project that installs offline, typechecks, passes its tests and runs", async () => {
-    const out = execFileSync(node, [bin, "new", "core-bot", "--dir", join(root, "core-bot"), "--fiberbot-tarballs", tarballs], { encoding: "utf8" })
-    expect(out).toContain("created core-bot")
-    const project = join(root, "core-bot")
-    pnpm(["install", "--offline"], project)
-    execFileSync(node, ["node_modules/typescript/bin/tsc", "--noEmit"], { cwd: project, stdio: "pipe" })
-    const tests = execFileSync(node, ["node_modules/vitest/vitest.mjs", "run"], { cwd: project, encoding: "utf8", stdio: "pipe" })
-    expect(tests).toMatch(/Tests\s+.*1 passed/)
-    const started = await runStart(project, "running; press Ctrl-C")
-    expect(started.out).toContain("bot stopped")
-    expect(started.code).toBe(0)
-  }, 180_000)
+  it("a project without adapters installs offline, typechecks, passes its tests and runs", () => scaffoldAndRun("core-bot", [], 1), 180_000)
+  it("a Telegram project runs its tests and its start script against the emulator", () => scaffoldAndRun("tg-bot", ["telegram"], 2), 180_000)
+  it("a Discord project runs its tests and its start script against the emulator", () => scaffoldAndRun("dc-bot", ["discord"], 2), 180_000)
 })

@@ -1,5 +1,8 @@
-// End to end: pack the workspace packages, scaffold a project with `fiberbot new`, install it offline
-// from the tarballs, then run its typecheck, its tests and its start script, as a user would.
+// End to end: pack the workspace packages, scaffold a project with `fiberbot new`, install it from
+// the tarballs, then run its typecheck, its tests and its start script, as a user would.
+// `--prefer-offline`: packages come from the local store the workspace install filled; the registry
+// is asked only for metadata a machine has never cached (a strictly offline pnpm cannot resolve even
+// exact versions without it).
 import { execFileSync, spawn } from "node:child_process"
 import { mkdirSync, mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -52,7 +55,7 @@ const scaffoldAndRun = async (name: string, adapters: ReadonlyArray<string>, exp
   const project = join(root, name)
   const out = execFileSync(node, [bin, "new", name, "--dir", project, "--fiberbot-tarballs", tarballs, ...adapters.flatMap((a) => ["--adapter", a])], { encoding: "utf8" })
   expect(out).toContain(`created ${name}`)
-  pnpm(["install", "--offline"], project)
+  pnpm(["install", "--prefer-offline"], project)
   execFileSync(node, ["node_modules/typescript/bin/tsc", "--noEmit"], { cwd: project, stdio: "pipe" })
   const tests = execFileSync(node, ["node_modules/vitest/vitest.mjs", "run"], { cwd: project, encoding: "utf8", stdio: "pipe", env: { ...process.env, NO_COLOR: "1", FORCE_COLOR: "0" } })
     .replace(/\u001b\[[0-9;]*m/g, "")

@@ -1,0 +1,426 @@
+/**
+ * Server: a WebSocket server adapter on `ws`.
+ *
+ * It listens on its own port (127.0.0.1 by default; port 0 lets the OS choose, `address()` tells
+ * which) or attaches to an existing `http.Server` and takes the upgrades for its `path`. One
+ * reader (`ws/read`) hands every connection's frames to the bot in order; a connection has a writer
+ * (`ws/conn-N/write`) only while frames are queued and a closer (`ws/conn-N/close`) at its end, in
+ * a FiberSet owned by the adapter's scope; heartbeats and idle timeouts are one sweep (`ws/heartbeat`)
+ * (see `Connection.ts`). Updates `open`, `message` and `close` go to the bot with the connection id
+ * as ordering key, and `ctx.reply` writes to that connection (straight through, or its bounded queue).
+ *
+ * Stopping: new upgrades get 503, every connection gets 1001 and a bounded wait for its close
+ * handshake, the rest are terminated, and sockets that never finished their handshake are destroyed.
+ */
+import * as http from "node:http"
+import type { AddressInfo, Socket } from "node:net"
+import { Deferred, Duration, Effect, Exit, Fiber, FiberSet, Queue, Scope } from "effect"
+import { Adapter, Task, Update } from "@fiberbot/core"
+import { WebSocketServer, type WebSocket } from "ws"
+import * as Codec from "./Codec.ts"
+import * as Connection from "./Connection.ts"
+
+export interface ServerOptions<A = string> {
+  /** Adapter name, also the `adapter` of its updates and the prefix of its tasks (default "ws"). */
+  readonly name?: string | undefined
+  /** Own listener: host (default 127.0.0.1) and port (default 0). Ignored with `attach`. */
+  readonly host?: string | undefined
+  readonly port?: number | undefined
+  /** Take upgrades from an existing server instead of listening; only `path` is taken. */
+  readonly attach?: http.Server | undefined
+  /** Upgrade path (default "/": any path on an own listener, exactly "/" on an attached one). */
+  readonly path?: string | undefined
+  readonly codec?: Codec.Codec<A> | undefined
+  /** Largest frame in bytes; bigger closes with 1009 (default 1 MiB). */
+  readonly maxPayload?: number | undefined
+  /** Connections at once; upgrades beyond get HTTP 503 (default 10,000). */
+  readonly maxConnections?: number | undefined
+  /** A client must finish its HTTP upgrade request within this (own listener only; default 10 s). */
+  readonly handshakeTimeout?: Duration.Input | undefined
+  readonly heartbeat?: Duration.Input | false | undefined
+  readonly idleTimeout?: Duration.Input | undefined
+  /** Inbound messages per second per connection; more closes with 1008 (default: no limit). */
+  readonly ratePerSecond?: number | undefined
+  readonly outbound?: {
+    readonly capacity?: number | undefined
+    readonly policy?: Connection.OutboundPolicy | undefined
+    readonly grace?: Duration.Input | undefined
+    readonly highWaterMark?: number | undefined
+  } | undefined
+  readonly inboundCapacity?: number | undefined
+  readonly binary?: "accept" | "reject" | undefined
+  /** How long each close handshake may take when closing or stopping (default 2 s). */
+  readonly closeTimeout?: Duration.Input | undefined
+}
+
+/** The payload of a `message` update. */
+export interface MessagePayload<A = string> {
+  readonly connection: string
+  /** The decoded text frame, or the bytes of a binary frame. */
+  readonly data: A | Uint8Array
+  readonly binary: boolean
+}
+
+/** The payload of `open` and `close` updates. */
+export interface LifecyclePayload {
+  readonly connection: string
+  readonly remoteAddress: string | undefined
+  readonly code?: number | undefined
+  readonly reason?: string | undefined
+}
+
+export interface Stats {
+  readonly open: number
+  readonly opened: number
+  readonly messagesIn: number
+  readonly messagesOut: number
+  readonly dropped: number
+  readonly closedClean: number
+  readonly terminated: number
+  /** Upgrades refused with 503 (limit or stopping). */
+  readonly refused: number
+  /** TCP sockets the server holds (own listener: all; attached: upgraded ones). */
+  readonly sockets: number
+  readonly closeCodes: Readonly<Record<number, number>>
+}
+
+export interface WebSocketServerAdapter {
+  readonly adapter: Adapter.Adapter
+  /** The bound address once started (own listener), else undefined. */
+  readonly address: () => AddressInfo | undefined
+  /** `ws://host:port/path` once started. */
+  readonly url: () => string | undefined
+  readonly stats: () => Stats
+  /** Ids of the open connections. */
+  readonly connections: () => ReadonlyArray<string>
+  /** The last measured ping round trip of a connection, in ms. */
+  readonly rtt: (connection: string) => number | undefined
+  /**
+   * Queues `message` to every open connection (or those `filter` keeps) without waiting: a full
+   * queue drops it for that connection (counted), or closes it under the `close` policy.
+   * Answers how many connections it was queued to.
+   */
+  readonly broadcast: (message: string | Update.OutboundMessage, filter?: (connection: string) => boolean) => Effect.Effect<number>
+  /** Closes one connection with a code (default 1000). */
+  readonly close: (connection: string, code?: number, reason?: string) => Effect.Effect<void>
+}
+
+const millis = (input: Duration.Input | undefined, fallback: number) =>
+  input === undefined ? fallback : Duration.toMillis(Duration.fromInputUnsafe(input))
+
+export const limitsOf = (o: {
+  readonly heartbeat?: Duration.Input | false | undefined
+  readonly idleTimeout?: Duration.Input | undefined
+  readonly ratePerSecond?: number | undefined
+  readonly outbound?: ServerOptions["outbound"]
+  readonly inboundCapacity?: number | undefined
+  readonly binary?: "accept" | "reject" | undefined
+  readonly closeTimeout?: Duration.Input | undefined
+}): Connection.Limits => {
+  const d = Connection.defaultLimits
+  return {
+    outboundCapacity: o.outbound?.capacity ?? d.outboundCapacity,
+    outboundPolicy: o.outbound?.policy ?? d.outboundPolicy,
+    slowConsumerGraceMs: millis(o.outbound?.grace, d.slowConsumerGraceMs),
+    highWaterMark: o.outbound?.highWaterMark ?? d.highWaterMark,
+    inboundCapacity: o.inboundCapacity ?? d.inboundCapacity,
+    heartbeatMs: o.heartbeat === false ? 0 : millis(o.heartbeat, d.heartbeatMs),
+    idleTimeoutMs: millis(o.idleTimeout, d.idleTimeoutMs),
+    ratePerSecond: o.ratePerSecond ?? d.ratePerSecond,
+    binary: o.binary ?? d.binary,
+    closeTimeoutMs: millis(o.closeTimeout, d.closeTimeoutMs)
+  }
+}
+
+/** Encodes an outbound message as one frame: binary `data`, else `text`, else `extra.json` as JSON. */
+export const toFrame = (message: Update.OutboundMessage): Connection.Frame | undefined => {
+  if (message.data !== undefined) return message.data
+  if (message.text !== undefined) return message.text
+  if (message.extra !== undefined && "json" in message.extra) return JSON.stringify(message.extra["json"])
+  return undefined
+}
+
+const refuse = (socket: Socket, status: string) => {
+  if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+  socket.destroy()
+}
+
+/** Builds a server adapter; it starts listening when its bot starts and stops with it. */
+export const make = <A = string>(options: ServerOptions<A> = {}): WebSocketServerAdapter => {
+  const name = options.name ?? "ws"
+  const codec = (options.codec ?? Codec.raw) as Codec.Codec<A>
+  const limits = limitsOf(options)
+  const maxConnections = options.maxConnections ?? 10_000
+  const handshakeMs = millis(options.handshakeTimeout, 10_000)
+  const path = options.path ?? "/"
+  const conns = new Map<string, Connection.Connection>()
+  let counters = Connection.makeCounters()
+  let refused = 0
+  let sockets = new Set<Socket>()
+  let bound: AddressInfo | undefined
+  let seq = 0
+
+  const reply = (update: Update.Update, message: Update.OutboundMessage): Effect.Effect<void, Adapter.ReplyError> =>
+    Effect.suspend(() => {
+      const conn = conns.get(update.key)
+      const frame = toFrame(message)
+      if (frame === undefined) return Effect.void
+      if (conn === undefined) {
+        return Effect.fail(new Adapter.ReplyError({ adapter: name, reason: `connection ${update.key} is closed` }))
+      }
+      return Effect.flatMap(Connection.send(conn, frame), (queued) =>
+        queued ? Effect.void : Effect.fail(new Adapter.ReplyError({ adapter: name, reason: `connection ${update.key} is closing` })))
+    })
+
+  const start = (ctx: Adapter.AdapterContext): Effect.Effect<void, Adapter.AdapterError, Scope.Scope> =>
+    Effect.gen(function*() {
+      counters = Connection.makeCounters()
+      refused = 0
+      sockets = new Set()
+      let stopping = false
+      const own = options.attach === undefined
+      const server = options.attach ?? http.createServer((_req, res) => {
+        res.writeHead(426, { "content-type": "text/plain", connection: "close" }).end("this endpoint speaks WebSocket\n")
+      })
+      const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayload ?? 1 << 20, clientTracking: false })
+
+      const onMessage = (conn: Connection.Connection, data: A | Uint8Array, text: string | undefined, binary: boolean) =>
+        ctx.offer(Update.make<MessagePayload<A>>({
+          adapter: name,
+          kind: "message",
+          id: `${conn.id}:${++conn.messagesIn}`,
+          key: conn.id,
+          text,
+          payload: { connection: conn.id, data, binary }
+        }))
+      const lifecycle = (kind: "open" | "close") => (conn: Connection.Connection) =>
+        ctx.offer(Update.make<LifecyclePayload>({
+          adapter: name,
+          kind,
+          id: `${conn.id}:${kind}`,
+          key: conn.id,
+          payload: kind === "open"
+            ? { connection: conn.id, remoteAddress: undefined }
+            : { connection: conn.id, remoteAddress: undefined, code: conn.closeCode ?? conn.peerCode, reason: conn.closeReason }
+        }))
+      const hooks: Connection.Hooks<A> = { onMessage, onOpen: lifecycle("open"), onClose: lifecycle("close") }
+
+      // Finalizers run last-registered first: 3. the listener and leftover sockets, 2. connections, 1. refuse upgrades.
+      const listenerClosed = Deferred.makeUnsafe<void>()
+      yield* Effect.addFinalizer(() =>
+        Effect.gen(function*() {
+          wss.close()
+          for (const s of sockets) s.destroy()
+          if (own) {
+            server.closeAllConnections()
+            yield* Effect.timeoutOption(Deferred.await(listenerClosed), Duration.millis(limits.closeTimeoutMs))
+          }
+          // destroyed sockets report 'close' a tick later: wait for it so stats and the OS agree
+          const until = performance.now() + limits.closeTimeoutMs
+          while (sockets.size > 0 && performance.now() < until) yield* Effect.sleep(Duration.millis(5))
+        })
+      )
+      const set = yield* FiberSet.make<void>()
+      const run = yield* FiberSet.runtime(set)<never>()
+
+      // Connections are driven without a fiber while idle: one reader for all of them, a writer
+      // while frames queue, a closer once at the end.
+      let ready: Array<Connection.Connection> = []
+      let wakeReader: ((next: Effect.Effect<void>) => void) | undefined
+      const readyToRead = (conn: Connection.Connection) => {
+        if (conn.queued || conn.closing) return
+        conn.queued = true
+        ready.push(conn)
+        const wake = wakeReader
+        if (wake !== undefined) {
+          wakeReader = undefined
+          wake(Effect.void)
+        }
+      }
+      // built once and reused for every wait: waiting allocates nothing
+      const waitForFrames = Effect.callback<void>((resume) => {
+        wakeReader = resume
+        return Effect.sync(() => {
+          wakeReader = undefined
+        })
+      })
+      const readLoop = Effect.gen(function*() {
+        while (true) {
+          if (ready.length === 0) yield* waitForFrames
+          const batch = ready
+          ready = []
+          for (let i = 0; i < batch.length; i++) {
+            const conn = batch[i]!
+            conn.queued = false
+            if (!conn.closing) yield* Connection.readBuffered(conn, codec, hooks)
+          }
+        }
+      })
+      const closeConnection = (conn: Connection.Connection) => {
+        if (conn.closing) return
+        conn.closing = true
+        const fiber = run(Task.named(`${conn.prefix}/close`)(Effect.uninterruptible(Effect.gen(function*() {
+          if (conn.writer !== undefined) yield* Fiber.interrupt(conn.writer)
+          yield* Effect.timeoutOption(hooks.onClose(conn), Duration.millis(limits.closeTimeoutMs))
+          yield* Connection.closeSocket(conn, Exit.void)
+        }).pipe(Effect.ensuring(Effect.sync(() => conns.delete(conn.id)))))))
+        if (fiber.pollUnsafe() === undefined) conn.closer = fiber
+      }
+      const driver: Connection.Driver = { frame: readyToRead, peerClose: readyToRead, end: closeConnection }
+
+      // Effect queues take their scheduler from a fiber; runFork evaluates synchronously, so this
+      // answers the new queue at once.
+      const createOutbound = () => {
+        let made: Queue.Queue<Connection.Frame> | undefined
+        run(Effect.map(Connection.makeOutbound(limits), (q) => {
+          made = q
+        }))
+        return made!
+      }
+      const startWriter = function(this: Connection.Connection) {
+        const writer = run(Task.named(`${this.prefix}/write`)(Connection.drain(this)))
+        if (writer.pollUnsafe() === undefined) this.writer = writer
+      }
+      const onConnection = (ws: WebSocket) => {
+        const n = ++seq
+        const conn = new Connection.Connection(`c${n}`, ws, limits, counters, undefined, undefined)
+        conn.prefix = `${name}/conn-${n}`
+        conn.driver = driver
+        conns.set(conn.id, conn)
+        counters.opened++
+        counters.open++
+        conn.startWriter = startWriter
+        conn.createOutbound = createOutbound
+        Connection.attach(conn)
+        readyToRead(conn) // offers the `open` update
+      }
+
+      const onUpgrade = (req: http.IncomingMessage, socket: Socket, head: Buffer) => {
+        const reqPath = (req.url ?? "/").split("?")[0]
+        if (reqPath !== path && !(own && path === "/")) {
+          if (own) refuse(socket, "404 Not Found")
+          return // attached: another listener may want it
+        }
+        if (stopping || conns.size >= maxConnections) {
+          refused++
+          return refuse(socket, "503 Service Unavailable")
+        }
+        if (!own) {
+          sockets.add(socket)
+          socket.once("close", onSocketClose)
+        }
+        pending.delete(socket)
+        wss.handleUpgrade(req, socket, head, onConnection)
+      }
+      // Sockets that have not finished their upgrade, with when they connected (slowloris guard).
+      const pending = new Map<Socket, number>()
+      // one listener function for every socket (no closure per connection)
+      const onSocketClose = function(this: Socket) {
+        sockets.delete(this)
+        pending.delete(this)
+      }
+      const onSocket = (socket: Socket) => {
+        sockets.add(socket)
+        pending.set(socket, performance.now())
+        socket.once("close", onSocketClose)
+      }
+      // One sweeping heartbeat for all connections (the idiom of bare ws): a fiber and a timer per
+      // idle connection would cost more memory than the connection itself.
+      yield* ctx.fork(`${name}/read`, readLoop)
+      const sweepMs = Connection.heartbeatTick(limits)
+      if (sweepMs !== undefined) {
+        yield* ctx.fork(`${name}/heartbeat`, Effect.forever(Effect.andThen(Effect.sleep(Duration.millis(sweepMs)), Effect.sync(() => {
+          const now = performance.now()
+          for (const conn of conns.values()) Connection.heartbeatCheck(conn, now)
+        }))))
+      }
+      if (own) {
+        const tick = Duration.millis(Math.max(10, Math.floor(handshakeMs / 4)))
+        yield* ctx.fork(`${name}/handshake-timeout`, Effect.forever(Effect.andThen(Effect.sleep(tick), Effect.sync(() => {
+          const cutoff = performance.now() - handshakeMs
+          for (const [socket, at] of pending) {
+            if (at > cutoff) continue
+            pending.delete(socket)
+            socket.destroy()
+          }
+        }))))
+      }
+      server.on("upgrade", onUpgrade)
+      if (own) server.on("connection", onSocket)
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          // 1. refuse new upgrades and stop listening
+          stopping = true
+          server.off("upgrade", onUpgrade)
+          if (own) server.close(() => Deferred.doneUnsafe(listenerClosed, Exit.void))
+        }).pipe(Effect.andThen(Effect.suspend(() => {
+          // 2. 1001 to every connection, each with its bounded close handshake, all at once
+          const all = [...conns.values()]
+          for (const conn of all) {
+            if (conn.closeCode === undefined) {
+              conn.closeCode = 1001
+              conn.closeReason = "going away"
+            }
+            closeConnection(conn)
+          }
+          return Effect.forEach(all, (conn) => (conn.closer === undefined ? Effect.void : Fiber.await(conn.closer)), { concurrency: "unbounded", discard: true })
+        })))
+      )
+
+      if (own) {
+        yield* Effect.callback<void, Adapter.AdapterError>((resume) => {
+          const onError = (cause: Error) =>
+            resume(Effect.fail(new Adapter.AdapterError({ adapter: name, reason: `cannot listen: ${cause.message}`, cause })))
+          server.once("error", onError)
+          server.listen(options.port ?? 0, options.host ?? "127.0.0.1", () => {
+            server.off("error", onError)
+            resume(Effect.void)
+          })
+        })
+        bound = server.address() as AddressInfo
+      } else {
+        const a = server.address()
+        bound = a !== null && typeof a === "object" ? a : undefined
+      }
+      yield* Effect.logInfo(`${name}: accepting WebSocket connections on ${bound ? `${bound.address}:${bound.port}` : "the attached server"}${path}`)
+    })
+
+  const self: WebSocketServerAdapter = {
+    adapter: Adapter.make({ name, start, reply }),
+    address: () => bound,
+    url: () => (bound === undefined ? undefined : `ws://${bound.family === "IPv6" ? `[${bound.address}]` : bound.address}:${bound.port}${path}`),
+    stats: () => ({
+      open: conns.size,
+      opened: counters.opened,
+      messagesIn: counters.messagesIn,
+      messagesOut: counters.messagesOut,
+      dropped: counters.dropped,
+      closedClean: counters.closedClean,
+      terminated: counters.terminated,
+      refused,
+      sockets: sockets.size,
+      closeCodes: { ...counters.closeCodes }
+    }),
+    connections: () => [...conns.keys()],
+    rtt: (connection) => conns.get(connection)?.rttMs,
+    broadcast: (message, filter) =>
+      Effect.sync(() => {
+        const frame = toFrame(Update.toOutbound(message))
+        if (frame === undefined) return 0
+        let n = 0
+        for (const [id, conn] of conns) {
+          if (filter !== undefined && !filter(id)) continue
+          if (Connection.trySend(conn, frame)) n++
+        }
+        return n
+      }),
+    close: (connection, code = 1000, reason = "") =>
+      Effect.sync(() => {
+        conns.get(connection)?.end(code, reason)
+      })
+  }
+  return self
+}
+
+/** Per-handler helper: the connection id of the update being handled. */
+export const connectionOf = (update: Update.Update): string => update.key

@@ -1,0 +1,293 @@
+import * as http from "node:http"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Schema } from "effect"
+import { Bot, BotManager, Router } from "@fiberbot/core"
+import { Codec, Server } from "@fiberbot/adapters/websocket"
+import { client, closedWithin, echoBot, refusedStatus, sleep, slowloris, until, withManager } from "./helpers.ts"
+
+describe("WebSocket server", () => {
+  it.live("echoes to the sending connection only; open, message and close reach the bot; stop sends 1001 to every connection", () =>
+    withManager(Effect.gen(function*() {
+      const manager = yield* BotManager
+      const ws = Server.make({ port: 0 })
+      const kinds: Array<string> = []
+      const bot = Bot.make({
+        name: "echo",
+        adapters: [ws.adapter],
+        router: Router.empty
+          .on("open", (ctx) => Effect.sync(() => kinds.push(`open ${ctx.update.key}`)))
+          .on("close", (ctx) => Effect.sync(() => kinds.push(`close ${ctx.update.key}`)))
+          .on("message", (ctx) => ctx.reply(`echo: ${ctx.text}`))
+      })
+      yield* manager.start(bot)
+      assert.strictEqual(ws.address()?.address, "127.0.0.1")
+      assert.isAbove(ws.address()?.port ?? 0, 0)
+      const a = yield* client(ws.url()!)
+      const b = yield* client(ws.url()!)
+      a.ws.send("hello")
+      assert.strictEqual(yield* a.next(), "echo: hello")
+      b.ws.send("other")
+      assert.strictEqual(yield* b.next(), "echo: other")
+      assert.strictEqual(a.received.length, 1)
+      a.ws.close(1000)
+      yield* closedWithin(a)
+      yield* until(() => kinds.includes("close c1"))
+      assert.includeMembers(kinds, ["open c1", "open c2", "close c1"])
+      assert.strictEqual(ws.stats().open, 1)
+
+      const report = yield* manager.stop("echo", { deadline: "3 seconds" })
+      assert.isTrue(report.withinDeadline, report.unfinished.join(", "))
+      const closed = yield* closedWithin(b)
+      assert.strictEqual(closed.code, 1001)
+      assert.strictEqual(ws.stats().open, 0)
+      assert.strictEqual(ws.stats().sockets, 0)
+      assert.strictEqual(ws.stats().closeCodes[1001], 1)
+      assert.strictEqual(manager.registry.snapshot({ bot: "echo" }).total, 0)
+    })))
+
+  it.live("attaches to an existing http.Server and takes only its path", () =>
+    withManager(Effect.gen(function*() {
+      const manager = yield* BotManager
+      const httpServer = http.createServer((_req, res) => res.end("plain http"))
+      yield* Effect.promise(() => new Promise<void>((r) => httpServer.listen(0, "127.0.0.1", r)))
+      const port = (httpServer.address() as { port: number }).port
+      const ws = Server.make({ attach: httpServer, path: "/bot" })
+      yield* manager.start(echoBot(ws.adapter))
+      const c = yield* client(`ws://127.0.0.1:${port}/bot`)
+      c.ws.send("ping")
+      assert.strictEqual(yield* c.next(), "ping")
+      // another path is left to other listeners (none here: the socket hangs until we give up)
+      const other = yield* Effect.promise(() => fetch(`http://127.0.0.1:${port}/`).then((r) => r.text()))
+      assert.strictEqual(other, "plain http")
+      yield* manager.stop("echo", { deadline: "3 seconds" })
+      assert.strictEqual((yield* closedWithin(c)).code, 1001)
+      // the user's server is still theirs and still listening
+      assert.isTrue(httpServer.listening)
+      yield* Effect.promise(() => new Promise<void>((r) => httpServer.close(() => r())))
+    })))
+
+  it.live("an oversized frame closes that connection with 1009; the others go on", () =>
+    withManager(Effect.gen(function*() {
+      const manager = yield* BotManager
+      const ws = Server.make({ maxPayload: 1024 })
+      yield* manager.start(echoBot(ws.adapter))
+      const big = yield* client(ws.url()!)
+      const ok = yield* client(ws.url()!)
+      big.ws.send("x".repeat(2048))
+      assert.strictEqual((yield* closedWithin(big)).code, 1009)
+      ok.ws.send("still here")
+      assert.strictEqual(yield* ok.next(), "still here")
+      yield* manager.stop("echo", { deadline: "3 seconds" })
+    })))
+
+  it.live("invalid UTF-8 in a text frame closes with 1007", () =>
+    withManager(Effect.gen(function*() {
+      const manager = yield* BotManager
+      const ws = Server.make()
+      yield* manager.start(echoBot(ws.adapter))
+      const c = yield* client(ws.url()!)
+      c.ws.send(Buffer.from([0xff, 0xfe, 0x80]), { binary: false })
+      assert.strictEqual((yield* closedWithin(c)).code, 1007)
+      yield* until(() => ws.stats().open === 0)
+      yield* manager.stop("echo", { deadline: "3 seconds" })
+    })))
+
+  it.live("binary frames are refused with 1003 when the server takes text only", () =>
+    withManager(Effect.gen(function*() {
+      const manager = yield* BotManager
+      const ws = Server.make({ binary: "reject" })
+      yield* manager.start(echoBot(ws.adapter))
+      const c = yield* client(ws.url()!)
+      c.ws.send(Buffer.from([1, 2, 3]))
+      assert.strictEqual((yield* closedWithin(c)).code, 1003)
+      yield* manager.stop("echo", { deadline: "3 seconds" })
+    })))
+
+  it.live("JSON codec: a malformed message closes with 1007, or gets an error frame and the connection goes on", () =>
+    withManager(Effect.gen(function*() {
+      const manager = yield* BotManager
+      const Msg = Schema.Struct({ say: Schema.String })
+      const strict = Server.make({ name: "strict", codec: Codec.json(Msg) })
+      const lenient = Server.make({ name: "lenient", codec: Codec.json(Msg, { onMalformed: "error-frame" }) })
+      const bot = Bot.make({
+        name: "json",
+        adapters: [strict.adapter, lenient.adapter],
+        router: Router.empty.on("message", (ctx) => {
+          const p = ctx.update.payload as Server.MessagePayload<typeof Msg.Type>
+          return ctx.reply({ extra: { json: { heard: (p.data as typeof Msg.Type).say } } })
+        })
+      })
+      yield* manager.start(bot)
+      const s = yield* client(strict.url()!)
+      s.ws.send('{"say":"hi"}')
+      assert.strictEqual(yield* s.next(), '{"heard":"hi"}')
+      s.ws.send("{not json")
+      assert.strictEqual((yield* closedWithin(s)).code, 1007)
+
+      const l = yield* client(lenient.url()!)
+      l.ws.send('{"say":42}')
+      const error = JSON.parse(String(yield* l.next()))
+      assert.strictEqual(error.error, "malformed message")
+      l.ws.send('{"say":"again"}')
+      assert.strictEqual(yield* l.next(), '{"heard":"again"}')
+      yield* manager.stop("json", { deadline: "3 seconds" })
+      assert.strictEqual((yield* closedWithin(l)).code, 1001)
+    })))
+
+  it.live("more inbound messages per second than allowed closes with 1008", () =>
+    withManager(Effect.gen(function*() {
+      const manager = yield* BotManager
+      const ws = Server.make({ ratePerSecond: 10 })
+      yield* manager.start(echoBot(ws.adapter))
+      const c = yield* client(ws.url()!)
+      for (let i = 0; i < 50; i++) c.ws.send(`m${i}`)
+      const closed = yield* closedWithin(c)
+      assert.strictEqual(closed.code, 1008)
+      assert.isBelow(c.received.length, 50)
+      yield* manager.stop("echo", { deadline: "3 seconds" })
+    })))
+
+  it.live("an upgrade flood beyond maxConnections gets HTTP 503; admitted connections keep working", () =>
+    withManager(Effect.gen(function*() {
+      const manager = yield* BotManager
+      const ws = Server.make({ maxConnections: 5 })
+      yield* manager.start(echoBot(ws.adapter))
+      const admitted = yield* Effect.all(Array.from({ length: 5 }, () => client(ws.url()!)))
+      yield* until(() => ws.stats().open === 5)
+      const statuses = yield* Effect.all(Array.from({ length: 20 }, () => refusedStatus(ws.url()!)), { concurrency: "unbounded" })
+      assert.deepStrictEqual([...new Set(statuses)], [503])
+      assert.strictEqual(ws.stats().refused, 20)
+      admitted[0]!.ws.send("alive")
+      assert.strictEqual(yield* admitted[0]!.next(), "alive")
+      yield* manager.stop("echo", { deadline: "3 seconds" })
+      assert.strictEqual(ws.stats().sockets, 0)
+    })))
+
+  it.live("a half-open handshake (slowloris) is cut off after the handshake timeout", () =>
+    withManager(Effect.gen(function*() {
+      const manager = yield* BotManager
+      const ws = Server.make({ handshakeTimeout: "300 millis" })
+      yield* manager.start(echoBot(ws.adapter))
+      const tooSlow = yield* Effect.all(Array.from({ length: 5 }, () => slowloris(ws.address()!.port)), { concurrency: "unbounded" })
+      for (const ms of tooSlow) {
+        assert.isAtLeast(ms, 250)
+        assert.isBelow(ms, 2000)
+      }
+      const c = yield* client(ws.url()!)
+      c.ws.send("fine")
+      assert.strictEqual(yield* c.next(), "fine")
+      yield* manager.stop("echo", { deadline: "3 seconds" })
+      assert.strictEqual(ws.stats().sockets, 0)
+    })))
+
+  it.live("a client that never reads is closed as a slow consumer (1008 policy), the others go on", () =>
+    withManager(Effect.gen(function*() {
+      const manager = yield* BotManager
+      const ws = Server.make({
+        outbound: { policy: "close", capacity: 16, grace: "200 millis", highWaterMark: 64 * 1024 },
+        closeTimeout: "200 millis"
+      })
+      const chunk = "y".repeat(64 * 1024)
+      const bot = Bot.make({
+        name: "flood",
+        adapters: [ws.adapter],
+        router: Router.empty.on("message", (ctx) =>
+          ctx.text === "flood"
+            ? Effect.ignore(Effect.forEach(Array.from({ length: 400 }), () => ctx.reply(chunk), { discard: true }))
+            : ctx.reply(ctx.text ?? ""))
+      })
+      yield* manager.start(bot)
+      const stuck = yield* client(ws.url()!)
+      const ok = yield* client(ws.url()!)
+      stuck.ws.pause() // stops reading: the kernel buffers fill, then bufferedAmount grows
+      stuck.ws.send("flood")
+      yield* until(() => ws.stats().open === 1, 5000)
+      assert.strictEqual(ws.stats().closeCodes[1008], 1)
+      ok.ws.send("fine")
+      assert.strictEqual(yield* ok.next(), "fine")
+      stuck.ws.terminate()
+      yield* manager.stop("flood", { deadline: "3 seconds" })
+    })))
+
+  it.live("a peer that stops answering pings is terminated; a live one has its round trip measured", () =>
+    withManager(Effect.gen(function*() {
+      const manager = yield* BotManager
+      const ws = Server.make({ heartbeat: "100 millis" })
+      yield* manager.start(echoBot(ws.adapter))
+      const live = yield* client(ws.url()!)
+      const dead = yield* client(ws.url()!)
+      // ws answers pings by itself; a peer that hangs does not
+      ;(dead.ws as unknown as { pong: () => void }).pong = () => {}
+      yield* until(() => ws.stats().open === 1, 2000)
+      assert.strictEqual(ws.stats().terminated, 1)
+      assert.isNumber(ws.rtt("c1"))
+      live.ws.send("ok")
+      assert.strictEqual(yield* live.next(), "ok")
+      dead.ws.terminate()
+      yield* manager.stop("echo", { deadline: "3 seconds" })
+    })))
+
+  it.live("an idle connection is closed with 1000 after the idle timeout", () =>
+    withManager(Effect.gen(function*() {
+      const manager = yield* BotManager
+      const ws = Server.make({ idleTimeout: "200 millis", heartbeat: false })
+      yield* manager.start(echoBot(ws.adapter))
+      const c = yield* client(ws.url()!)
+      const closed = yield* closedWithin(c, 2000)
+      assert.strictEqual(closed.code, 1000)
+      assert.strictEqual(closed.reason, "idle timeout")
+      yield* manager.stop("echo", { deadline: "3 seconds" })
+    })))
+
+  it.live("broadcast writes to every open connection through its queue", () =>
+    withManager(Effect.gen(function*() {
+      const manager = yield* BotManager
+      const ws = Server.make()
+      yield* manager.start(echoBot(ws.adapter))
+      const cs = yield* Effect.all(Array.from({ length: 10 }, () => client(ws.url()!)))
+      yield* until(() => ws.stats().open === 10)
+      const n = yield* ws.broadcast("news", (id) => id !== "c1")
+      assert.strictEqual(n, 9)
+      for (const c of cs.slice(1)) assert.strictEqual(yield* c.next(), "news")
+      yield* sleep(20)
+      assert.strictEqual(cs[0]!.received.length, 0)
+      yield* manager.stop("echo", { deadline: "3 seconds" })
+    })))
+
+  it.live("an idle connection holds no fiber: the shared reader serves frames, nothing stays per connection", () =>
+    withManager(Effect.gen(function*() {
+      const manager = yield* BotManager
+      const ws = Server.make()
+      yield* manager.start(echoBot(ws.adapter))
+      const fibers = () => manager.registry.snapshot({ bot: "echo" }).total
+      const base = fibers() // the sweep and the handshake guard
+      const cs = yield* Effect.all(Array.from({ length: 20 }, () => client(ws.url()!)))
+      for (const c of cs) c.ws.send("hi")
+      for (const c of cs) assert.strictEqual(yield* c.next(), "hi")
+      yield* until(() => fibers() === base, 3000)
+      assert.strictEqual(ws.stats().open, 20)
+      cs[3]!.ws.send("again")
+      assert.strictEqual(yield* cs[3]!.next(), "again")
+      yield* manager.stop("echo", { deadline: "3 seconds" })
+      for (const c of cs) assert.strictEqual((yield* closedWithin(c)).code, 1001)
+    })))
+
+  it.live("a peer that never answers the close handshake is terminated at the stop deadline", () =>
+    withManager(Effect.gen(function*() {
+      const manager = yield* BotManager
+      const ws = Server.make({ closeTimeout: "200 millis", heartbeat: false })
+      yield* manager.start(echoBot(ws.adapter))
+      const polite = yield* client(ws.url()!)
+      const deaf = yield* client(ws.url()!)
+      deaf.ws.pause() // never reads the close frame, never answers it
+      yield* until(() => ws.stats().open === 2)
+      const report = yield* manager.stop("echo", { deadline: "3 seconds" })
+      assert.isTrue(report.withinDeadline)
+      assert.isBelow(report.durationMs, 1500)
+      assert.strictEqual((yield* closedWithin(polite)).code, 1001)
+      assert.strictEqual(ws.stats().terminated, 1)
+      assert.strictEqual(ws.stats().closedClean, 1)
+      assert.strictEqual(ws.stats().sockets, 0)
+      deaf.ws.terminate()
+    })))
+})

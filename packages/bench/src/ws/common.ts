@@ -1,0 +1,62 @@
+/**
+ * Shared pieces of the WebSocket benchmarks: arguments, the fiberbot echo bot, an idiomatic bare
+ * `ws` echo server as the peer, and small statistics.
+ */
+import * as http from "node:http"
+import type { AddressInfo } from "node:net"
+import { Effect } from "effect"
+import { Bot, Router } from "@fiberbot/core"
+import { Server } from "@fiberbot/adapters/websocket"
+import { WebSocketServer } from "ws"
+
+export const arg = (name: string, fallback: number) => {
+  const i = process.argv.indexOf(`--${name}`)
+  const v = i >= 0 ? Number(process.argv[i + 1]) : Number.NaN
+  return Number.isFinite(v) && v > 0 ? v : fallback
+}
+
+export const median = (xs: ReadonlyArray<number>) => {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = Math.floor(s.length / 2)
+  return s.length === 0 ? 0 : s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2
+}
+
+export const round = (n: number, digits = 3) => Number(n.toFixed(digits))
+
+/** The fiberbot echo bot: every text message is sent back to its connection (gone peers are not errors here). */
+export const echoBot = (ws: Server.WebSocketServerAdapter) =>
+  Bot.make({
+    name: "ws-echo",
+    adapters: [ws.adapter],
+    router: Router.empty.on("message", (ctx) => Effect.ignore(ctx.reply(ctx.text ?? ""))),
+    options: { concurrency: 2000, intake: { capacity: 10_000 }, metrics: false }
+  })
+
+/** An idiomatic bare `ws` echo server on 127.0.0.1, port from the OS. */
+export const bareEcho = Effect.acquireRelease(
+  Effect.callback<{ url: string; wss: WebSocketServer; server: http.Server }>((resume) => {
+    const server = http.createServer()
+    const wss = new WebSocketServer({ server, perMessageDeflate: false })
+    wss.on("connection", (ws) => {
+      ws.on("message", (data, isBinary) => ws.send(data, { binary: isBinary }))
+      ws.on("error", () => {})
+    })
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as AddressInfo
+      resume(Effect.succeed({ url: `ws://127.0.0.1:${port}/`, wss, server }))
+    })
+  }),
+  ({ wss, server }) =>
+    Effect.callback<void>((resume) => {
+      for (const c of wss.clients) c.terminate()
+      wss.close()
+      server.closeAllConnections()
+      server.close(() => resume(Effect.void))
+    })
+)
+
+/** Heap used after forced GCs (run with --expose-gc). */
+export const heapAfterGc = () => {
+  for (let i = 0; i < 3; i++) globalThis.gc?.()
+  return process.memoryUsage().heapUsed
+}

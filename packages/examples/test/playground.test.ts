@@ -17,7 +17,7 @@ const runPlayground = (signal: NodeJS.Signals) =>
     const onData = (chunk: Buffer) => {
       out += chunk.toString()
       // wait for a full round trip (a user's message answered by echo), then ask it to stop
-      if (!signalled && out.includes("echo answered") && out.includes("bot answered in #") && out.includes("[telegram] user 1000 ←")) {
+      if (!signalled && out.includes("ws-echo answered") && out.includes("bot answered in #") && out.includes("[telegram] user 1000 ←")) {
         signalled = true
         child.kill(signal)
       }
@@ -36,7 +36,7 @@ describe("playground (pnpm start)", () => {
     const { code, out } = await runPlayground(signal)
     expect(out).toContain(`${signal}: stopping every bot`)
     const reports = JSON.parse(out.split("\n").find((l) => l.startsWith("[{\"bot\""))!) as Array<{ bot: string; withinDeadline: boolean }>
-    expect(reports.map((r) => r.bot).sort()).toEqual(["discord", "discord-users", "echo", "status", "telegram-echo", "users"])
+    expect(reports.map((r) => r.bot).sort()).toEqual(["discord", "discord-users", "status", "telegram-echo", "ws-echo", "ws-users"])
     expect(reports.every((r) => r.withinDeadline)).toBe(true)
     expect(code).toBe(0)
   })

@@ -217,7 +217,7 @@ const make = (options: ManagerOptions = {}): Effect.Effect<Service, never, Scope
           rb.outcomes.unhandled++
           rb.admission?.release()
           rb.breaker.record({ failure: false, durationMs: 0 }) // no route is not the bot failing
-          return { task: "handler/unhandled", run: Effect.void }
+          return { task: "handler/unhandled", run: () => Effect.void }
         }
         const task = `handler/${resolved.name}`
         const adapter = adapters.get(update.adapter)
@@ -233,15 +233,13 @@ const make = (options: ManagerOptions = {}): Effect.Effect<Service, never, Scope
               : adapter.reply(update, Update.toOutbound(message))
         }
         const onOutcome = guarded ? guardedOutcome() : plainOutcome
+        const timeout = resolved.timeout === undefined ? rb.config.handlerTimeout : Duration.fromInputUnsafe(resolved.timeout)
         return {
           task,
-          run: Handler.run(resolved.handler, ctx, {
-            bot: name,
-            task,
-            timeout: resolved.timeout === undefined ? rb.config.handlerTimeout : Duration.fromInputUnsafe(resolved.timeout),
-            onOutcome,
-            metrics: rb.config.metrics
-          })
+          timeout,
+          // the dispatcher enforces the deadline; the run tells a timeout from a stop by asking it
+          run: (control) =>
+            Handler.run(resolved.handler, ctx, { bot: name, task, timeout, onOutcome, metrics: rb.config.metrics, timedOut: control.timedOut })
         }
       }
     }

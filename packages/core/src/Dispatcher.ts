@@ -6,16 +6,29 @@
  * earlier update of their key), so nothing between intake and handlers grows without bound and
  * a full dispatcher pushes back on the intake. The state of a key lives exactly as long as it
  * has updates: the last one to finish removes it.
+ *
+ * Each run is one fiber, and its deadline costs no fiber: one sweeper per dispatcher sleeps until
+ * the earliest deadline and interrupts the runs past theirs (runs with the same timeout expire in
+ * start order, so a FIFO per distinct timeout keeps the earliest at hand). A finished run starts
+ * the next update of its key, so a key needs no worker of its own.
  */
-import { Deferred, Effect, Exit, FiberSet, Scope, Semaphore } from "effect"
+import { Clock, Deferred, Duration, Effect, Exit, Fiber, FiberSet, Scope } from "effect"
 import type { Intake } from "./Intake.ts"
 import * as Task from "./Task.ts"
 import type { Update } from "./Update.ts"
 
-/** What the dispatcher runs for an update: the task name (for reports) and the run itself. */
+/** What a run can ask the dispatcher while it ends. */
+export interface RunControl {
+  /** `true` when the run was interrupted because it passed its deadline. */
+  readonly timedOut: () => boolean
+}
+
+/** What the dispatcher runs for an update: the task name (for reports), its deadline and the run. */
 export interface Job {
   readonly task: string
-  readonly run: Effect.Effect<void>
+  /** Interrupt the run after this long (none: no deadline). */
+  readonly timeout?: Duration.Duration | undefined
+  readonly run: (control: RunControl) => Effect.Effect<void>
 }
 
 export interface Dispatcher {
@@ -30,6 +43,60 @@ export interface Dispatcher {
   readonly completed: () => number
 }
 
+interface Run {
+  readonly deadline: number
+  readonly timeoutMs: number
+  timedOut: boolean
+  fiber: Fiber.Fiber<void> | undefined
+}
+
+/** Deadlines of the runs in progress, one insertion-ordered FIFO per distinct timeout. */
+class Deadlines {
+  readonly #fifos = new Map<number, Set<Run>>()
+
+  add(run: Run): void {
+    let fifo = this.#fifos.get(run.timeoutMs)
+    if (fifo === undefined) {
+      fifo = new Set()
+      this.#fifos.set(run.timeoutMs, fifo)
+    }
+    fifo.add(run)
+  }
+
+  remove(run: Run): void {
+    this.#fifos.get(run.timeoutMs)?.delete(run)
+  }
+
+  isEmpty(): boolean {
+    for (const fifo of this.#fifos.values()) if (fifo.size > 0) return false
+    return true
+  }
+
+  earliest(): number | undefined {
+    let min: number | undefined
+    for (const fifo of this.#fifos.values()) {
+      for (const run of fifo) {
+        if (min === undefined || run.deadline < min) min = run.deadline
+        break
+      }
+    }
+    return min
+  }
+
+  /** Removes and returns the runs whose deadline is at or before `now`. */
+  expire(now: number): Array<Run> {
+    const out: Array<Run> = []
+    for (const fifo of this.#fifos.values()) {
+      for (const run of fifo) {
+        if (run.deadline > now) break
+        fifo.delete(run)
+        out.push(run)
+      }
+    }
+    return out
+  }
+}
+
 export const make = (options: {
   readonly intake: Intake
   readonly concurrency: number
@@ -37,11 +104,16 @@ export const make = (options: {
 }): Effect.Effect<Dispatcher, never, Scope.Scope> =>
   Effect.gen(function*() {
     const { intake, concurrency, prepare } = options
-    const permits = yield* Semaphore.make(concurrency)
-    const workers = yield* FiberSet.make<void, never>()
+    const clock = yield* Clock.Clock
+    const runs = yield* FiberSet.make<void, never>()
+    const runFork = yield* FiberSet.runtime(runs)<never>()
     const pending = new Map<string, Array<Update>>()
     const current = new Map<string, string>()
+    const deadlines = new Deadlines()
     const idle = Deferred.makeUnsafe<void>()
+    let capacity: Deferred.Deferred<void> | undefined
+    let wake = Deferred.makeUnsafe<void>()
+    let sleepingUntil = Number.POSITIVE_INFINITY
     let admitted = 0
     let completed = 0
     let loopDone = false
@@ -50,57 +122,64 @@ export const make = (options: {
       if (loopDone && pending.size === 0) Deferred.doneUnsafe(idle, Exit.void)
     }
 
-    const runOne = (key: string, update: Update): Effect.Effect<void> =>
-      Effect.suspend(() => {
-        const job = prepare(update)
-        current.set(key, job.task)
-        return job.run.pipe(
-          Effect.onExit((exit) => Effect.sync(() => update.onDone?.(Exit.isSuccess(exit)))),
-          Effect.ensuring(Effect.suspend(() => {
-            current.delete(key)
-            admitted--
-            completed++
-            return permits.release(1)
-          }))
-        )
-      })
-
-    // One fiber per active key: drains that key's updates in order, then forgets the key.
-    const keyWorker = (key: string, first: Update): Effect.Effect<void> =>
-      Effect.gen(function*() {
-        let next: Update | undefined = first
-        while (next !== undefined) {
-          yield* runOne(key, next)
-          const queue = pending.get(key)!
-          next = queue.shift()
-          if (next === undefined) {
-            pending.delete(key)
-            checkIdle()
-          }
+    const start = (key: string, update: Update): void => {
+      const job = prepare(update)
+      current.set(key, job.task)
+      const timeoutMs = job.timeout === undefined ? undefined : Duration.toMillis(job.timeout)
+      const run: Run = {
+        deadline: timeoutMs === undefined ? Number.POSITIVE_INFINITY : clock.currentTimeMillisUnsafe() + timeoutMs,
+        timeoutMs: timeoutMs ?? Number.POSITIVE_INFINITY,
+        timedOut: false,
+        fiber: undefined
+      }
+      // The yield makes the run start on the scheduler, not inside the caller (which may be the
+      // previous run of the key ending): no recursion however long a key's queue is.
+      const fiber = runFork(Task.named(job.task)(Effect.andThen(Effect.yieldNow, job.run({ timedOut: () => run.timedOut }))))
+      run.fiber = fiber
+      if (timeoutMs !== undefined) {
+        deadlines.add(run)
+        if (run.deadline < sleepingUntil) Deferred.doneUnsafe(wake, Exit.void)
+      }
+      fiber.addObserver((exit) => {
+        deadlines.remove(run)
+        // nothing left to time: let the sweeper drop its timer (an idle bot holds no timer fiber)
+        if (sleepingUntil !== Number.POSITIVE_INFINITY && deadlines.isEmpty()) Deferred.doneUnsafe(wake, Exit.void)
+        current.delete(key)
+        admitted--
+        completed++
+        update.onDone?.(Exit.isSuccess(exit) || run.timedOut)
+        if (capacity !== undefined && admitted < concurrency) Deferred.doneUnsafe(capacity, Exit.void)
+        const next = pending.get(key)?.shift()
+        if (next !== undefined) {
+          start(key, next)
+        } else {
+          pending.delete(key)
+          checkIdle()
         }
       })
+    }
 
-    const admit = (update: Update): Effect.Effect<void> =>
-      Effect.suspend(() => {
-        admitted++
-        const queue = pending.get(update.key)
-        if (queue !== undefined) {
-          queue.push(update)
-          return Effect.void
-        }
-        pending.set(update.key, [])
-        return Effect.asVoid(FiberSet.run(workers, keyWorker(update.key, update)))
-      })
+    const admit = (update: Update): void => {
+      admitted++
+      const queue = pending.get(update.key)
+      if (queue !== undefined) {
+        queue.push(update)
+        return
+      }
+      pending.set(update.key, [])
+      start(update.key, update)
+    }
 
     const loop = Effect.gen(function*() {
       while (true) {
-        yield* permits.take(1)
-        const taken = yield* Effect.result(intake.take)
-        if (taken._tag === "Failure") {
-          yield* permits.release(1)
-          return
+        if (admitted >= concurrency) {
+          capacity = Deferred.makeUnsafe<void>()
+          yield* Deferred.await(capacity)
+          capacity = undefined
         }
-        yield* admit(taken.success)
+        const taken = yield* Effect.result(intake.take)
+        if (taken._tag === "Failure") return
+        admit(taken.success)
       }
     }).pipe(
       Effect.ensuring(Effect.sync(() => {
@@ -109,7 +188,26 @@ export const make = (options: {
       })),
       Task.named("dispatcher")
     )
+
+    // Sleeps until the earliest deadline (or until a run with an earlier one starts) and
+    // interrupts every run past its deadline.
+    const sweeper = Effect.gen(function*() {
+      while (true) {
+        const now = clock.currentTimeMillisUnsafe()
+        for (const run of deadlines.expire(now)) {
+          run.timedOut = true
+          run.fiber?.interruptUnsafe()
+        }
+        const next = deadlines.earliest()
+        wake = Deferred.makeUnsafe<void>()
+        sleepingUntil = next ?? Number.POSITIVE_INFINITY
+        if (next === undefined) yield* Deferred.await(wake)
+        else yield* Effect.raceFirst(Effect.sleep(Duration.millis(next - now)), Deferred.await(wake))
+      }
+    }).pipe(Task.named("dispatcher/deadlines"))
+
     yield* Effect.forkScoped(loop, { startImmediately: true })
+    yield* Effect.forkScoped(sweeper, { startImmediately: true })
 
     return {
       inFlight: () => admitted,

@@ -6,7 +6,7 @@
  * `HandlerTimeout`. Failures never escape a run: typed errors, defects and timeouts go to the
  * bot's error boundary, which logs them with the task name and counts them.
  */
-import { Cause, Data, Duration, Effect, Metric, Scope } from "effect"
+import { Cause, Data, Duration, Effect, Exit, Metric, Scope } from "effect"
 import type { ReplyError } from "./Adapter.ts"
 import type * as Update from "./Update.ts"
 import * as Task from "./Task.ts"
@@ -85,6 +85,11 @@ export interface RunOptions {
   readonly timeout: Duration.Duration
   readonly onOutcome: (outcome: Outcome) => void
   readonly metrics: boolean
+  /**
+   * When the caller enforces the deadline (the dispatcher interrupts runs past it), whether this
+   * run's interruption was that. Without it the run enforces `timeout` itself.
+   */
+  readonly timedOut?: (() => boolean) | undefined
 }
 
 /**
@@ -110,24 +115,36 @@ export const run = <P>(
         return Effect.void
       })
     })
+  const timeoutError = () => new HandlerTimeout({ bot: options.bot, task: options.task, updateId: ctx.update.id, timeout: options.timeout })
+  const report = (cause: Cause.Cause<unknown>) => {
+    const timeout = cause.reasons.some((r) => Cause.isFailReason(r) && r.error instanceof HandlerTimeout)
+    const outcome: Outcome = timeout ? "timeout" : Cause.hasFails(cause) ? "failure" : "defect"
+    return Effect.andThen(
+      record(outcome),
+      Effect.logError(timeout ? "handler timed out" : outcome === "failure" ? "handler failed" : "handler died", cause)
+        .pipe(Effect.annotateLogs({ update: ctx.update.id, outcome }))
+    )
+  }
+  const timedOut = options.timedOut
+  if (timedOut !== undefined) {
+    // The deadline is the caller's: the outcome is recorded as the run ends (a finalizer, so it
+    // still runs when the run is interrupted), and failures end here.
+    return Effect.scoped(Effect.suspend(() => handler(ctx))).pipe(
+      Effect.onExit((exit) => {
+        if (Exit.isSuccess(exit)) return record("success")
+        if (!Cause.hasInterruptsOnly(exit.cause)) return report(exit.cause)
+        return timedOut() ? report(Cause.fail(timeoutError())) : record("interrupted")
+      }),
+      Effect.catchCause(() => Effect.void),
+      Task.named(options.task)
+    )
+  }
   return Effect.scoped(Effect.suspend(() => handler(ctx))).pipe(
-    Effect.timeoutOrElse({
-      duration: options.timeout,
-      orElse: () =>
-        Effect.fail(new HandlerTimeout({ bot: options.bot, task: options.task, updateId: ctx.update.id, timeout: options.timeout }))
-    }),
+    Effect.timeoutOrElse({ duration: options.timeout, orElse: () => Effect.fail(timeoutError()) }),
     Effect.matchCauseEffect({
       onSuccess: () => record("success"),
-      onFailure: (cause) => {
-        if (Cause.hasInterruptsOnly(cause)) return Effect.andThen(record("interrupted"), Effect.failCause(cause))
-        const timeout = cause.reasons.some((r) => Cause.isFailReason(r) && r.error instanceof HandlerTimeout)
-        const outcome: Outcome = timeout ? "timeout" : Cause.hasFails(cause) ? "failure" : "defect"
-        return Effect.andThen(
-          record(outcome),
-          Effect.logError(timeout ? "handler timed out" : outcome === "failure" ? "handler failed" : "handler died", cause)
-            .pipe(Effect.annotateLogs({ update: ctx.update.id, outcome }))
-        )
-      }
+      onFailure: (cause) =>
+        Cause.hasInterruptsOnly(cause) ? Effect.andThen(record("interrupted"), Effect.failCause(cause)) : report(cause)
     }),
     Task.named(options.task),
     Effect.asVoid

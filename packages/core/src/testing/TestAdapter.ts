@@ -50,8 +50,9 @@ export const make = (options: { readonly name?: string; readonly maxReplies?: nu
       reply: (update, message) =>
         Effect.sync(() => {
           const reply = { update, message }
-          if (all.length >= capacity) all.shift()
           all.push(reply)
+          // keep the last `capacity`; trim in halves so a long test does not pay O(n) per reply
+          if (all.length >= capacity * 2) all.splice(0, all.length - capacity)
           Queue.offerUnsafe(inbox, reply)
         })
     })
@@ -75,7 +76,7 @@ export const make = (options: { readonly name?: string; readonly maxReplies?: nu
       adapter,
       send,
       message: (key, text) => send({ key, text }),
-      replies: () => [...all],
+      replies: () => all.slice(-capacity),
       nextReply: Queue.take(inbox)
     }
   })

@@ -108,4 +108,53 @@ describe("bot on Discord", () => {
 `
 }
 
-export const templates: Partial<Record<AdapterKind, AdapterTemplate>> = { telegram, discord }
+const websocket: AdapterTemplate = {
+  kind: "websocket",
+  mainImports: [`import { Server as WebSocketServer } from "@fiberbot/adapters/websocket"`],
+  mainSetup: `    // WebSocket: a server on 127.0.0.1, port WS_PORT (default 8080; 0 lets the OS pick one).
+    const websocket = WebSocketServer.make({ port: Number(process.env.WS_PORT ?? 8080) })
+    const websocketAdapter = websocket.adapter
+`,
+  env: [["WS_PORT", "Port of the WebSocket server on 127.0.0.1 (default 8080)"]],
+  readme: `## WebSocket
+
+\`start\` listens on ws://127.0.0.1:8080 (\`WS_PORT\` to change it); every text message is a
+\`message\` update keyed by its connection, and \`ctx.reply\` answers on that connection. Try it with
+any WebSocket client, e.g. \`npx wscat -c ws://127.0.0.1:8080\`.
+`,
+  test: `import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { BotManager } from "@fiberbot/core"
+import { LeakCheck } from "@fiberbot/core/testing"
+import { Server } from "@fiberbot/adapters/websocket"
+import { makeBot } from "../src/bot.ts"
+
+/** Connects, sends \`text\`, resolves with the first answer. */
+const ask = (url: string, text: string) =>
+  Effect.callback<string, Error>((resume) => {
+    const socket = new WebSocket(url)
+    socket.onopen = () => socket.send(text)
+    socket.onmessage = (event) => {
+      socket.close()
+      resume(Effect.succeed(String(event.data)))
+    }
+    socket.onerror = () => resume(Effect.fail(new Error(\`cannot talk to \${url}\`)))
+    return Effect.sync(() => socket.close())
+  })
+
+describe("bot on WebSocket", () => {
+  it.live("echoes a message on its connection", () =>
+    LeakCheck.verify(Effect.gen(function*() {
+      const manager = yield* BotManager
+      const websocket = Server.make({ port: 0 })
+      yield* manager.start(makeBot([websocket.adapter]))
+      const reply = yield* ask(websocket.url()!, "hi").pipe(Effect.timeout("5 seconds"))
+      assert.strictEqual(reply, "echo: hi")
+      const report = yield* manager.stop("bot")
+      assert.isTrue(report.withinDeadline)
+    })).pipe(Effect.provide(BotManager.layer)))
+})
+`
+}
+
+export const templates: Partial<Record<AdapterKind, AdapterTemplate>> = { websocket, telegram, discord }

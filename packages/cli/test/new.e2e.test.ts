@@ -11,7 +11,8 @@ import { fileURLToPath } from "node:url"
 import { beforeAll, describe, expect, it } from "vitest"
 
 const workspace = fileURLToPath(new URL("../../../", import.meta.url))
-const bin = fileURLToPath(new URL("../bin/fiberbot.js", import.meta.url))
+// the sources, not bin/ (which prefers dist/, possibly older than the sources in a workspace)
+const bin = fileURLToPath(new URL("../src/main.ts", import.meta.url))
 const node = process.execPath
 const pnpm = (args: ReadonlyArray<string>, cwd: string) =>
   execFileSync("npx", ["-y", "pnpm@12.4.2", ...args], { cwd, encoding: "utf8", stdio: "pipe", timeout: 120_000 })
@@ -31,7 +32,7 @@ beforeAll(() => {
 /** Starts the project's `start` script, waits for `ready` in its output, sends SIGINT, returns code and output. */
 const runStart = (cwd: string, ready: string) =>
   new Promise<{ code: number | null; out: string }>((resolve, reject) => {
-    const child = spawn(node, ["src/main.ts"], { cwd, env: { ...process.env, LOG_PRETTY: "false" }, stdio: ["ignore", "pipe", "pipe"] })
+    const child = spawn(node, ["src/main.ts"], { cwd, env: { ...process.env, LOG_PRETTY: "false", WS_PORT: "0" }, stdio: ["ignore", "pipe", "pipe"] })
     let out = ""
     let signalled = false
     const guard = setTimeout(() => child.kill("SIGKILL"), 30_000)
@@ -66,7 +67,8 @@ const scaffoldAndRun = async (name: string, adapters: ReadonlyArray<string>, exp
 }
 
 describe("fiberbot new (end to end)", () => {
-  it("a project without adapters installs offline, typechecks, passes its tests and runs", () => scaffoldAndRun("core-bot", [], 1), 180_000)
+  it("a project without adapters installs from the tarballs, typechecks, passes its tests and runs", () => scaffoldAndRun("core-bot", [], 1), 180_000)
   it("a Telegram project runs its tests and its start script against the emulator", () => scaffoldAndRun("tg-bot", ["telegram"], 2), 180_000)
   it("a Discord project runs its tests and its start script against the emulator", () => scaffoldAndRun("dc-bot", ["discord"], 2), 180_000)
+  it("a WebSocket project runs its tests and its start script on 127.0.0.1", () => scaffoldAndRun("ws-bot", ["websocket"], 2), 180_000)
 })

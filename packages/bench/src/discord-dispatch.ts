@@ -19,12 +19,8 @@ import { Bot, BotManager, Logging, Router } from "@fiberbot/core"
 import { Discord, DiscordShard, IdentifyThrottler, SessionStore } from "@fiberbot/adapters/discord"
 import { DiscordEmulator } from "@fiberbot/testkit/discord"
 import { messagePayloads } from "./discord/payloads.ts"
+import { arg, median } from "./args.ts"
 
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`)
-  const v = i >= 0 ? Number(process.argv[i + 1]) : Number.NaN
-  return Number.isFinite(v) && v > 0 ? v : fallback
-}
 const events = arg("events", 50_000)
 const rounds = arg("rounds", 5)
 const CHUNK = 1000
@@ -155,11 +151,6 @@ const discordjs = (emu: DiscordEmulator.DiscordEmulator, compress: boolean) =>
     return events / seconds
   })
 
-const median = (xs: ReadonlyArray<number>) => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = Math.floor(s.length / 2)
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2
-}
 
 const main = Effect.gen(function*() {
   const emu = yield* DiscordEmulator.make({ identifySpacing: 0, heartbeatInterval: 41_250 })

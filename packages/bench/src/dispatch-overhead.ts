@@ -12,12 +12,8 @@
 import { Deferred, Effect, Layer } from "effect"
 import { Bot, BotManager, Logging, Router } from "@fiberbot/core"
 import { TestAdapter } from "@fiberbot/core/testing"
+import { arg, median } from "./args.ts"
 
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`)
-  const v = i >= 0 ? Number(process.argv[i + 1]) : Number.NaN
-  return Number.isFinite(v) && v > 0 ? v : fallback
-}
 const updates = arg("updates", 100_000)
 const rounds = arg("rounds", 7)
 const keys = arg("keys", 1000)
@@ -50,11 +46,6 @@ const run = (registry: boolean) =>
     return updates / seconds
   }).pipe(Effect.provide(Layer.fresh(BotManager.layerWith({ fiberRegistry: registry }))))
 
-const median = (xs: ReadonlyArray<number>) => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = Math.floor(s.length / 2)
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2
-}
 
 const main = Effect.gen(function*() {
   console.log(`dispatch-overhead: ${updates} no-op updates over ${keys} keys, ${rounds} rounds each, registry on vs off (alternating)`)

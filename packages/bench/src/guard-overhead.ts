@@ -22,12 +22,8 @@
 import { Deferred, Effect, Layer, Schedule } from "effect"
 import { Bot, BotManager, Logging, Metrics, Router, Watchdog } from "@fiberbot/core"
 import { TestAdapter } from "@fiberbot/core/testing"
+import { arg, median } from "./args.ts"
 
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`)
-  const v = i >= 0 ? Number(process.argv[i + 1]) : Number.NaN
-  return Number.isFinite(v) && v > 0 ? v : fallback
-}
 const updates = arg("updates", 100_000)
 const rounds = arg("rounds", 7)
 const keys = arg("keys", 1000)
@@ -76,11 +72,6 @@ const run = (setup: Setup) =>
     return { wall: updates / seconds, cpu: updates / cpuSeconds }
   })).pipe(Effect.provide(Layer.fresh(BotManager.layerWith({ fiberRegistry: setup !== "off" }))))
 
-const median = (xs: ReadonlyArray<number>) => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = Math.floor(s.length / 2)
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2
-}
 
 const setups: ReadonlyArray<Setup> = ["off", "guard", "full"]
 

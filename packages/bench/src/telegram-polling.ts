@@ -18,12 +18,8 @@ import { run as runGrammy, sequentialize } from "@grammyjs/runner"
 import { Bot, BotManager, Logging, Router } from "@fiberbot/core"
 import { Telegram } from "@fiberbot/adapters/telegram"
 import { Emulator } from "@fiberbot/testkit/telegram"
+import { arg, median } from "./args.ts"
 
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`)
-  const v = i >= 0 ? Number(process.argv[i + 1]) : Number.NaN
-  return Number.isFinite(v) && v > 0 ? v : fallback
-}
 const updates = arg("updates", 10_000)
 const chats = arg("chats", 200)
 const rounds = arg("rounds", 5)
@@ -95,10 +91,6 @@ const grammyRun = Effect.scoped(Effect.gen(function*() {
   return { ms, outOfOrder: sink.outOfOrder(), polls: emu.calls("getUpdates").length }
 }))
 
-const median = (xs: ReadonlyArray<number>) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.floor(s.length / 2)]!
-}
 
 const main = Effect.gen(function*() {
   console.log(`telegram-polling: drain ${updates.toLocaleString("en")} queued updates over ${chats} chats, ${rounds} rounds`)

@@ -21,12 +21,8 @@ import { Bot, BotManager, Logging, Router } from "@fiberbot/core"
 import { Telegram } from "@fiberbot/adapters/telegram"
 import { Emulator } from "@fiberbot/testkit/telegram"
 import { post } from "./telegram/load.ts"
+import { arg, median } from "./args.ts"
 
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`)
-  const v = i >= 0 ? Number(process.argv[i + 1]) : Number.NaN
-  return Number.isFinite(v) && v > 0 ? v : fallback
-}
 const updates = arg("updates", 10_000)
 const chats = arg("chats", 200)
 const concurrency = arg("concurrency", 64)
@@ -107,10 +103,6 @@ const telegrafRun: Effect.Effect<RunResult, unknown> = Effect.scoped(Effect.gen(
   return yield* drive(emu, `http://127.0.0.1:${(server.address() as AddressInfo).port}/telegraf`)
 }))
 
-const median = (xs: ReadonlyArray<number>) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.floor(s.length / 2)]!
-}
 
 const main = Effect.gen(function*() {
   console.log(`telegram-webhook: ${updates.toLocaleString("en")} updates over ${chats} chats, ${concurrency} connections, replying handler, ${rounds} rounds`)

@@ -8,20 +8,10 @@ import { Effect } from "effect"
 import { Bot, Router } from "@fiberbot/core"
 import { Server } from "@fiberbot/adapters/websocket"
 import { WebSocketServer } from "ws"
+export { arg, median, round } from "../args.ts"
 
-export const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`)
-  const v = i >= 0 ? Number(process.argv[i + 1]) : Number.NaN
-  return Number.isFinite(v) && v > 0 ? v : fallback
-}
 
-export const median = (xs: ReadonlyArray<number>) => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = Math.floor(s.length / 2)
-  return s.length === 0 ? 0 : s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2
-}
 
-export const round = (n: number, digits = 3) => Number(n.toFixed(digits))
 
 /** The fiberbot echo bot: every text message is sent back to its connection (gone peers are not errors here). */
 export const echoBot = (ws: Server.WebSocketServerAdapter) =>

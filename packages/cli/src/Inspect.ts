@@ -30,6 +30,8 @@ export interface BotInfo {
   readonly intake: { readonly depth: number; readonly dropped: number; readonly rejected: number; readonly accepted: number }
   readonly tasks: ReadonlyArray<TaskInfo>
   readonly breaker?: unknown
+  /** Each adapter's own figures (connections, poll liveness, shard states), by adapter name. */
+  readonly adapters?: Readonly<Record<string, unknown>> | null | undefined
   readonly lastStop?: {
     readonly durationMs: number
     readonly withinDeadline: boolean
@@ -129,6 +131,10 @@ export const render = (s: Snapshot, options: { readonly maxGroups?: number } = {
   for (const b of s.bots) {
     lines.push(`${pad(b.name, 16)} ${pad(b.state, 9)} ${pad(breakerState(b.breaker), 10)} ${pad(String(b.inFlight), 9)} ${pad(String(b.intake.depth), 7)} ${pad(String(b.intake.dropped), 7)} ${b.intake.rejected}`)
     if (b.reason) lines.push(`  reason: ${b.reason}`)
+    for (const [name, figures] of Object.entries(b.adapters ?? {})) {
+      const text = JSON.stringify(figures)
+      lines.push(`  adapter ${name}: ${text.length > 160 ? `${text.slice(0, 157)}...` : text}`)
+    }
     for (const t of b.tasks) lines.push(`  ${pad(t.name, 32)} ${pad(t.kind, 10)} ${pad(t.state, 10)} restarts ${t.restarts}`)
     if (b.lastStop) {
       const r = b.lastStop

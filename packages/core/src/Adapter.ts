@@ -23,6 +23,11 @@ export interface Adapter {
   readonly name: string
   readonly start: (ctx: AdapterContext) => Effect.Effect<void, AdapterError, Scope.Scope>
   readonly reply: (update: Update, message: OutboundMessage) => Effect.Effect<void, ReplyError>
+  /**
+   * The adapter's own figures (connections, poll liveness, shard states ...), shown in the bot's
+   * status and, as they stand once the adapter closed, in its stop report. Plain JSON values.
+   */
+  readonly status?: (() => Readonly<Record<string, unknown>>) | undefined
 }
 
 /** An adapter could not start (bad credentials, unreachable endpoint, handshake timeout ...). */

@@ -44,6 +44,8 @@ export interface StopReport {
   readonly stopped: ReadonlyArray<string>
   /** By name, what was still running at the deadline (abandoned, still owned by the manager). */
   readonly unfinished: ReadonlyArray<string>
+  /** Each adapter's own figures once it closed (e.g. WebSocket connections closed cleanly or terminated). */
+  readonly adapters?: Readonly<Record<string, Readonly<Record<string, unknown>>>> | undefined
 }
 
 export interface Outcomes {
@@ -66,6 +68,8 @@ export interface BotStatus {
   readonly outcomes: Outcomes
   readonly tasks: ReadonlyArray<Task.TaskInfo>
   readonly lastStop: StopReport | undefined
+  /** Each adapter's own figures, by adapter name (adapters that report any). */
+  readonly adapters?: Readonly<Record<string, Readonly<Record<string, unknown>>>> | undefined
   /** The intake breaker's state (absent once the bot stopped). */
   readonly breaker?: Breaker.State | undefined
 }
@@ -149,6 +153,20 @@ export interface Service {
 }
 
 const now = Effect.clockWith((clock) => clock.currentTimeMillis)
+
+/** The figures of every adapter of `bot` that reports some; an adapter that throws is skipped. */
+const adapterStatus = (bot: Bot.Bot): Record<string, Readonly<Record<string, unknown>>> | undefined => {
+  const out: Record<string, Readonly<Record<string, unknown>>> = {}
+  for (const adapter of bot.adapters) {
+    if (adapter.status === undefined) continue
+    try {
+      out[adapter.name] = adapter.status()
+    } catch {
+      // a status read must never break a stop or a status call
+    }
+  }
+  return Object.keys(out).length === 0 ? undefined : out
+}
 
 const make = (options: ManagerOptions = {}): Effect.Effect<Service, never, Scope.Scope> =>
   Effect.gen(function*() {
@@ -299,7 +317,8 @@ const make = (options: ManagerOptions = {}): Effect.Effect<Service, never, Scope
           interrupted,
           undelivered,
           stopped,
-          unfinished
+          unfinished,
+          adapters: adapterStatus(rb.bot)
         }
         rb.state = rb.state === "failed" ? "failed" : "stopped"
         bots.delete(name)
@@ -469,6 +488,7 @@ const make = (options: ManagerOptions = {}): Effect.Effect<Service, never, Scope
       outcomes: { ...rb.outcomes },
       tasks: rb.tasks.list(),
       lastStop: undefined,
+      adapters: adapterStatus(rb.bot),
       breaker: rb.guard.breaker.state()
     })
 

@@ -218,3 +218,32 @@ describe("BotManager teardown", () => {
       assert.sameMembers(released, ["handler", "worker"])
     }))
 })
+
+describe("adapter status", () => {
+  it.effect("an adapter's own figures show in the bot's status and, as they stand at the end, in its stop report", () =>
+    LeakCheck.verify(Effect.gen(function*() {
+      const manager = yield* BotManager
+      let connections = 3
+      const counted: Adapter.Adapter = {
+        name: "conns",
+        start: () => Effect.addFinalizer(() => Effect.sync(() => {
+          connections = 0
+        })),
+        reply: () => Effect.void,
+        status: () => ({ open: connections })
+      }
+      const broken: Adapter.Adapter = {
+        name: "broken",
+        start: () => Effect.void,
+        reply: () => Effect.void,
+        status: () => {
+          throw new Error("a status read must not break anything")
+        }
+      }
+      yield* manager.start(Bot.make({ name: "figures", adapters: [counted, broken] }))
+      const [status] = yield* manager.status()
+      assert.deepStrictEqual(status?.adapters, { conns: { open: 3 } })
+      const report = yield* manager.stop("figures")
+      assert.deepStrictEqual(report.adapters, { conns: { open: 0 } })
+    })).pipe(Effect.provide(BotManager.layer)))
+})

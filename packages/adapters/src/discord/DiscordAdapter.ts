@@ -346,7 +346,8 @@ export const make = (config: Config): DiscordAdapter => {
   }
 
   return {
-    adapter: Adapter.make({ name, start, reply }),
+    // per-shard state in the bot's status and stop report
+    adapter: Adapter.make({ name, start, reply, status: () => ({ shards: shards.map((s) => s.status()) }) }),
     rest: needRest,
     shards: () => shards.map((s) => s.status()),
     interactionsUrl: () => interactionsUrl,

@@ -207,7 +207,8 @@ export const make = (options: Options): Telegram => {
   }
 
   const instance: Telegram = {
-    adapter: Adapter.make({ name, start, reply }),
+    // its status is the bot's: poll liveness (`sinceLastPollMs`), offsets, webhook figures
+    adapter: Adapter.make({ name, start, reply, status: () => ({ ...instance.status() }) }),
     name,
     call: (method, params, callOptions) => withRunning((r) => r.client.call(method, params, callOptions)),
     send: (ctx, text, extra) =>

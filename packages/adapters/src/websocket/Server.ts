@@ -386,7 +386,8 @@ export const make = <A = string>(options: ServerOptions<A> = {}): WebSocketServe
     })
 
   const self: WebSocketServerAdapter = {
-    adapter: Adapter.make({ name, start, reply }),
+    // connections and close counts in the bot's status and stop report
+    adapter: Adapter.make({ name, start, reply, status: () => ({ ...self.stats() }) }),
     address: () => bound,
     url: () => (bound === undefined ? undefined : `ws://${bound.family === "IPv6" ? `[${bound.address}]` : bound.address}:${bound.port}${path}`),
     stats: () => ({

@@ -42,6 +42,10 @@ describe("WebSocket server", () => {
       assert.strictEqual(ws.stats().open, 0)
       assert.strictEqual(ws.stats().sockets, 0)
       assert.strictEqual(ws.stats().closeCodes[1001], 1)
+      // the stop report carries the adapter's own figures: how each connection ended
+      const figures = report.adapters?.ws as { readonly open: number; readonly closeCodes: Record<string, number> } | undefined
+      assert.strictEqual(figures?.open, 0)
+      assert.strictEqual(figures?.closeCodes[1001], 1)
       assert.strictEqual(manager.registry.snapshot({ bot: "echo" }).total, 0)
     })))
 

@@ -63,7 +63,15 @@ export const makePino = (options: Options = {}): pino.Logger => {
   }
   if (options.destination !== undefined) return pino(config, options.destination)
   const isPretty = options.pretty ?? process.stdout.isTTY === true
-  return isPretty ? pino(config, pretty({ sync: true, colorize: true, translateTime: "HH:MM:ss.l" })) : pino(config)
+  return isPretty ? pino(config, pretty({
+      sync: true,
+      colorize: true,
+      translateTime: "HH:MM:ss.l",
+      // one line per log: who wrote it up front, other fields after the message
+      messageFormat: "{bot} {task} #{fiber} │ {msg}",
+      ignore: "bot,task,fiber",
+      singleLine: true
+    })) : pino(config)
 }
 
 /** An Effect logger writing to `sink`. */

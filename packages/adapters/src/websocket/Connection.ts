@@ -423,6 +423,24 @@ const heartbeatLoop = (conn: Connection, tick: number): Effect.Effect<never> =>
   Effect.forever(Effect.andThen(Effect.sleep(Duration.millis(tick)), Effect.sync(() => heartbeatCheck(conn, performance.now()))))
 
 /**
+ * One inbound frame to the bot: binary as is, text through the codec. A malformed message closes
+ * the connection with 1007 or is answered with an error frame, per the codec. `false`: stop reading.
+ */
+const handleFrame = <A>(conn: Connection, frame: Frame, codec: Codec.Codec<A>, hooks: Hooks<A>): Effect.Effect<boolean> =>
+  Effect.suspend(() => {
+    conn.counters.messagesIn++
+    if (typeof frame !== "string") return Effect.as(hooks.onMessage(conn, frame, undefined, true), true)
+    const decoded = codec.decode(frame)
+    if (Exit.isSuccess(decoded)) return Effect.as(hooks.onMessage(conn, decoded.value, frame, false), true)
+    if (codec.onMalformed === "close") {
+      conn.end(1007, "malformed message")
+      return Effect.succeed(false)
+    }
+    trySend(conn, JSON.stringify({ error: "malformed message", reason: String(Cause.squash(decoded.cause)) }))
+    return Effect.succeed(true)
+  })
+
+/**
  * Hands a driven (server) connection's buffered frames to the bot, in order: the `open` update
  * first, once. Ends the connection when the peer has closed and nothing is left. The server's one
  * reader fiber runs this for every connection with frames waiting.
@@ -439,20 +457,7 @@ export const readBuffered = <A>(conn: Connection, codec: Codec.Codec<A>, hooks: 
         buffer.length = 0
         return
       }
-      const frame = buffer.shift()!
-      conn.counters.messagesIn++
-      if (typeof frame !== "string") {
-        yield* hooks.onMessage(conn, frame, undefined, true)
-        continue
-      }
-      const decoded = codec.decode(frame)
-      if (Exit.isSuccess(decoded)) {
-        yield* hooks.onMessage(conn, decoded.value, frame, false)
-      } else if (codec.onMalformed === "close") {
-        return conn.end(1007, "malformed message")
-      } else {
-        trySend(conn, JSON.stringify({ error: "malformed message", reason: String(Cause.squash(decoded.cause)) }))
-      }
+      if (!(yield* handleFrame(conn, buffer.shift()!, codec, hooks))) return
     }
     if (conn.paused) {
       conn.paused = false
@@ -507,22 +512,7 @@ export const serve = <A>(
         conn.ws.resume()
       }
       for (let i = 0; i < batch.length; i++) {
-        const frame = batch[i]!
-        conn.counters.messagesIn++
-        if (typeof frame !== "string") {
-          yield* hooks.onMessage(conn, frame, undefined, true)
-          continue
-        }
-        const decoded = codec.decode(frame)
-        if (Exit.isSuccess(decoded)) {
-          yield* hooks.onMessage(conn, decoded.value, frame, false)
-        } else if (codec.onMalformed === "close") {
-          conn.end(1007, "malformed message")
-          return
-        } else {
-          const reason = Cause.squash(decoded.cause)
-          trySend(conn, JSON.stringify({ error: "malformed message", reason: String(reason) }))
-        }
+        if (!(yield* handleFrame(conn, batch[i]!, codec, hooks))) return
       }
     }
     // the inbound queue ended: the peer closed

@@ -87,6 +87,8 @@ export interface DiscordAdapter {
   readonly adapter: Adapter.Adapter
   readonly rest: () => Rest.Rest
   readonly shards: () => ReadonlyArray<Shard.ShardStatus>
+  /** Gateway dispatches shed because the bot was busy (intake full with reject-busy, or breaker open). */
+  readonly shed: () => number
   /** The HTTP interactions endpoint, once started. */
   readonly interactionsUrl: () => string | undefined
   /** Sends a gateway event through shard `shard` (presence update, request guild members ...). */
@@ -109,6 +111,9 @@ export const make = (config: Config): DiscordAdapter => {
   const store = config.store ?? SessionStore.memory()
   let rest: Rest.Rest | undefined
   let shards: Array<Shard.Shard> = []
+  /** Gateway dispatches shed because the bot was busy (see `onDispatch`). */
+  let shed = 0
+  let busySpell = false
   let stopMode = config.stopMode ?? "offline"
   let interactionsUrl: string | undefined
   const interactions = new Map<string, InteractionState>()
@@ -299,7 +304,19 @@ export const make = (config: Config): DiscordAdapter => {
         if (ignore.has(type)) return Effect.void
         const d = p.d as any
         if (type === "INTERACTION_CREATE") track(d, "gateway")
-        return Effect.asVoid(ctx.offer(toUpdate(type, d, shard.id, p.s ?? undefined, "gateway")))
+        // The shard keeps reading and heartbeating whatever the bot can take: a dispatch it is too
+        // busy for (intake full with reject-busy, or the breaker open) is shed and counted, never
+        // buffered without bound. The first of each busy spell is logged.
+        return Effect.flatMap(ctx.offer(toUpdate(type, d, shard.id, p.s ?? undefined, "gateway")), (result) => {
+          if (result !== "busy") {
+            busySpell = false
+            return Effect.void
+          }
+          shed++
+          if (busySpell) return Effect.void
+          busySpell = true
+          return Effect.logWarning(`${name}: the bot is busy; shedding dispatches until it takes them again (${shed} shed so far)`)
+        })
       }
       shards = []
       for (const id of ids) {
@@ -347,9 +364,10 @@ export const make = (config: Config): DiscordAdapter => {
 
   return {
     // per-shard state in the bot's status and stop report
-    adapter: Adapter.make({ name, start, reply, status: () => ({ shards: shards.map((s) => s.status()) }) }),
+    adapter: Adapter.make({ name, start, reply, status: () => ({ shards: shards.map((s) => s.status()), shed }) }),
     rest: needRest,
     shards: () => shards.map((s) => s.status()),
+    shed: () => shed,
     interactionsUrl: () => interactionsUrl,
     send: (shard, op, d) => {
       const s = shards.find((x) => x.id === shard)

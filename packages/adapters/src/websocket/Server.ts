@@ -31,6 +31,12 @@ export interface ServerOptions<A = string> {
   /** Upgrade path (default "/": any path on an own listener, exactly "/" on an attached one). */
   readonly path?: string | undefined
   readonly codec?: Codec.Codec<A> | undefined
+  /**
+   * A message the bot cannot take now (intake full with `reject-busy`, or the intake breaker open):
+   * `tell` answers the connection with a `busy` frame (`{"error":"busy"}` with the JSON codec),
+   * `drop` only counts it. Counted as `busy` either way (default `tell`).
+   */
+  readonly onBusy?: "tell" | "drop" | undefined
   /** Largest frame in bytes; bigger closes with 1009 (default 1 MiB). */
   readonly maxPayload?: number | undefined
   /** Connections at once; upgrades beyond get HTTP 503 (default 10,000). */
@@ -79,6 +85,8 @@ export interface Stats {
   readonly terminated: number
   /** Upgrades refused with 503 (limit or stopping). */
   readonly refused: number
+  /** Messages the bot was too busy to take (intake full or breaker open); see `onBusy`. */
+  readonly busy: number
   /** TCP sockets the server holds (own listener: all; attached: upgraded ones). */
   readonly sockets: number
   readonly closeCodes: Readonly<Record<number, number>>
@@ -149,6 +157,7 @@ const refuse = (socket: Socket, status: string) => {
 export const make = <A = string>(options: ServerOptions<A> = {}): WebSocketServerAdapter => {
   const name = options.name ?? "ws"
   const codec = (options.codec ?? Codec.raw) as Codec.Codec<A>
+  const jsonCodec = codec._tag === "json"
   const limits = limitsOf(options)
   const maxConnections = options.maxConnections ?? 10_000
   const handshakeMs = millis(options.handshakeTimeout, 10_000)
@@ -156,6 +165,8 @@ export const make = <A = string>(options: ServerOptions<A> = {}): WebSocketServe
   const conns = new Map<string, Connection.Connection>()
   let counters = Connection.makeCounters()
   let refused = 0
+  let busy = 0
+  const onBusy = options.onBusy ?? "tell"
   let sockets = new Set<Socket>()
   let bound: AddressInfo | undefined
   let seq = 0
@@ -176,6 +187,7 @@ export const make = <A = string>(options: ServerOptions<A> = {}): WebSocketServe
     Effect.gen(function*() {
       counters = Connection.makeCounters()
       refused = 0
+      busy = 0
       sockets = new Set()
       let stopping = false
       const own = options.attach === undefined
@@ -185,14 +197,22 @@ export const make = <A = string>(options: ServerOptions<A> = {}): WebSocketServe
       const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayload ?? 1 << 20, clientTracking: false })
 
       const onMessage = (conn: Connection.Connection, data: A | Uint8Array, text: string | undefined, binary: boolean) =>
-        ctx.offer(Update.make<MessagePayload<A>>({
-          adapter: name,
-          kind: "message",
-          id: `${conn.id}:${++conn.messagesIn}`,
-          key: conn.id,
-          text,
-          payload: { connection: conn.id, data, binary }
-        }))
+        Effect.map(
+          ctx.offer(Update.make<MessagePayload<A>>({
+            adapter: name,
+            kind: "message",
+            id: `${conn.id}:${++conn.messagesIn}`,
+            key: conn.id,
+            text,
+            payload: { connection: conn.id, data, binary }
+          })),
+          (result) => {
+            if (result !== "busy") return
+            // never silently: count it, and by default tell the peer so it can retry
+            busy++
+            if (onBusy === "tell") Connection.trySend(conn, jsonCodec ? JSON.stringify({ error: "busy" }) : "busy")
+          }
+        )
       const lifecycle = (kind: "open" | "close") => (conn: Connection.Connection) =>
         ctx.offer(Update.make<LifecyclePayload>({
           adapter: name,
@@ -399,6 +419,7 @@ export const make = <A = string>(options: ServerOptions<A> = {}): WebSocketServe
       closedClean: counters.closedClean,
       terminated: counters.terminated,
       refused,
+      busy,
       sockets: sockets.size,
       closeCodes: { ...counters.closeCodes }
     }),

@@ -1,6 +1,6 @@
 import * as http from "node:http"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Schema } from "effect"
+import { Deferred, Effect, Schedule, Schema } from "effect"
 import { Bot, BotManager, Router } from "@fiberbot/core"
 import { Codec, Server } from "@fiberbot/adapters/websocket"
 import { client, closedWithin, echoBot, refusedStatus, sleep, slowloris, until, withManager } from "./helpers.ts"
@@ -293,5 +293,33 @@ describe("WebSocket server", () => {
       assert.strictEqual(ws.stats().closedClean, 1)
       assert.strictEqual(ws.stats().sockets, 0)
       deaf.ws.terminate()
+    })))
+
+  it.live("a message the bot is too busy for is answered with busy and counted, and the connection goes on", () =>
+    withManager(Effect.gen(function*() {
+      const manager = yield* BotManager
+      const gate = yield* Deferred.make<void>()
+      const ws = Server.make({ port: 0 })
+      yield* manager.start(Bot.make({
+        name: "busy",
+        adapters: [ws.adapter],
+        router: Router.empty.on("message", (ctx) => Effect.andThen(Deferred.await(gate), ctx.reply(`done ${ctx.text}`))),
+        options: { concurrency: 1, intake: { capacity: 1, policy: "reject-busy" } }
+      }))
+      const c = yield* client(ws.url()!)
+      const status = () => Effect.map(manager.status(), (all) => all[0]!)
+      yield* until(() => ws.stats().open === 1)
+      yield* sleep(100) // the open update is handled (no route) before the messages come
+      c.ws.send("one") // runs (held by the gate)
+      yield* Effect.repeat(status(), { until: (s) => s.inFlight === 1 && s.intake.depth === 0, schedule: Schedule.spaced("10 millis"), times: 200 })
+      c.ws.send("two") // waits in the intake
+      yield* Effect.repeat(status(), { until: (s) => s.intake.depth === 1, schedule: Schedule.spaced("10 millis"), times: 200 })
+      c.ws.send("three") // no room: busy
+      assert.strictEqual(yield* c.next(), "busy")
+      assert.strictEqual(ws.stats().busy, 1)
+      yield* Deferred.succeed(gate, undefined)
+      assert.deepStrictEqual([yield* c.next(), yield* c.next()], ["done one", "done two"])
+      c.ws.close(1000)
+      yield* manager.stop("busy", { deadline: "3 seconds" })
     })))
 })

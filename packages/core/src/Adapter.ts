@@ -15,6 +15,11 @@ export interface AdapterContext {
   readonly bot: string
   /** Hands an update to the bot's intake; the answer says whether it was taken. */
   readonly offer: (update: Update) => Effect.Effect<OfferResult>
+  /**
+   * Whether the bot's intake breaker is open (tripped by the watchdog, failures, an operator or an
+   * alert): an adapter refuses new work its own way while it is (WebSocket upgrades get 503).
+   */
+  readonly paused: () => boolean
   /** Forks a named task (`<adapter>/<what>`) into the adapter's scope. */
   readonly fork: <A, E, R>(name: string, effect: Effect.Effect<A, E, R>) => Effect.Effect<Fiber.Fiber<A, E>, never, R>
 }

@@ -400,6 +400,10 @@ const make = (options: ManagerOptions = {}): Effect.Effect<Service, never, Scope
           const ctx: AdapterContext = {
             bot: name,
             offer,
+            paused: () => {
+              const state = breaker.state()
+              return state === "open" || state === "forced_open"
+            },
             fork: (task, effect) => Task.forkIn(tasks, adapterScope, task, inBot(name)(effect), { kind: "adapter" })
           }
           const started = yield* adapter.start(ctx).pipe(

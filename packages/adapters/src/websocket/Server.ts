@@ -83,7 +83,7 @@ export interface Stats {
   readonly dropped: number
   readonly closedClean: number
   readonly terminated: number
-  /** Upgrades refused with 503 (limit or stopping). */
+  /** Upgrades refused with 503 (connection limit, stopping, or the bot's breaker open). */
   readonly refused: number
   /** Messages the bot was too busy to take (intake full or breaker open); see `onBusy`. */
   readonly busy: number
@@ -321,7 +321,8 @@ export const make = <A = string>(options: ServerOptions<A> = {}): WebSocketServe
           if (own) refuse(socket, "404 Not Found")
           return // attached: another listener may want it
         }
-        if (stopping || conns.size >= maxConnections) {
+        // stopping, full, or the bot's intake breaker open: new connections wait for better times
+        if (stopping || conns.size >= maxConnections || ctx.paused()) {
           refused++
           return refuse(socket, "503 Service Unavailable")
         }

@@ -322,4 +322,21 @@ describe("WebSocket server", () => {
       c.ws.close(1000)
       yield* manager.stop("busy", { deadline: "3 seconds" })
     })))
+
+  it.live("while the bot's intake breaker is open, new upgrades get 503; once it closes they are taken again", () =>
+    withManager(Effect.gen(function*() {
+      const manager = yield* BotManager
+      const ws = Server.make({ port: 0 })
+      yield* manager.start(echoBot(ws.adapter))
+      const url = ws.url()!
+      manager.guard("echo")!.breaker.forceOpen("operator: maintenance")
+      assert.strictEqual(yield* refusedStatus(url), 503)
+      assert.strictEqual(ws.stats().refused, 1)
+      manager.guard("echo")!.breaker.reset("maintenance over")
+      const c = yield* client(url)
+      c.ws.send("back")
+      assert.strictEqual(yield* c.next(), "back")
+      c.ws.close(1000)
+      yield* manager.stop("echo", { deadline: "3 seconds" })
+    })))
 })

@@ -64,7 +64,7 @@ const discord: AdapterTemplate = {
     `import { Discord } from "@fiberbot/adapters/discord"`,
     `import { DiscordEmulator } from "@fiberbot/testkit/discord"`
   ],
-  mainSetup: `    // Discord: the gateway with DISCORD_TOKEN, otherwise the offline emulator with one user.
+  mainSetup: `    // Discord: the gateway with DISCORD_TOKEN, otherwise the offline emulator.
     // Intents: GUILDS | GUILD_MESSAGES | MESSAGE_CONTENT (enable the last one in the developer portal).
     const intents = (1 << 0) | (1 << 9) | (1 << 15)
     const discordToken = process.env.DISCORD_TOKEN

@@ -71,4 +71,5 @@ describe("fiberbot new (end to end)", () => {
   it("a Telegram project runs its tests and its start script against the emulator", () => scaffoldAndRun("tg-bot", ["telegram"], 2), 180_000)
   it("a Discord project runs its tests and its start script against the emulator", () => scaffoldAndRun("dc-bot", ["discord"], 2), 180_000)
   it("a WebSocket project runs its tests and its start script on 127.0.0.1", () => scaffoldAndRun("ws-bot", ["websocket"], 2), 180_000)
+  it("a project with all three adapters runs one bot on all of them", () => scaffoldAndRun("all-bot", ["websocket", "telegram", "discord"], 4), 180_000)
 })

@@ -198,6 +198,9 @@ export const make = (config: ShardConfig): Effect.Effect<Shard> =>
         const scope = yield* Effect.scope
         const outcome = yield* Deferred.make<Outcome>()
         const finish = (o: Outcome) => Deferred.doneUnsafe(outcome, Effect.succeed(o))
+        // Bounded by backpressure, not by capacity: at `inboxHighWater` the socket is paused, so the
+        // queue holds at most that plus the few frames `ws` had already parsed. A capacity would
+        // make the `ws` callback drop frames (or the close), which would break sequence continuity.
         const inbox = yield* Queue.unbounded<InboxItem>()
         const decoder = config.compress ? ZlibStream.makeDecoder() : undefined
         let limiter = SendLimiter.make({ reserved: SendLimiter.reservedFor(41_250) })

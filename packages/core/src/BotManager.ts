@@ -10,7 +10,7 @@
  * Every fiber a bot starts runs with its bot and task name and, when the fiber registry is on,
  * is listed in it, so `fibers()` shows exactly what each bot is running.
  */
-import { Context, Data, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
+import { Cause, Context as EffectContext, Data, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
 import type { Adapter, AdapterContext } from "./Adapter.ts"
 import { AdapterError, ReplyError } from "./Adapter.ts"
 import * as Bot from "./Bot.ts"
@@ -168,6 +168,41 @@ const adapterStatus = (bot: Bot.Bot): Record<string, Readonly<Record<string, unk
   return Object.keys(out).length === 0 ? undefined : out
 }
 
+/**
+ * The context a handler run gets. A class, so an update costs one object: the command is parsed
+ * and `reply` bound only when a handler asks for them.
+ */
+class Context implements Handler.HandlerContext {
+  readonly bot: string
+  readonly update: Update.Update
+  readonly match: RegExpExecArray | undefined
+  readonly #adapter: Adapter | undefined
+  #command: Update.Command | undefined | null = null
+  #reply: Handler.HandlerContext["reply"] | undefined
+  constructor(bot: string, update: Update.Update, match: RegExpExecArray | undefined, adapter: Adapter | undefined) {
+    this.bot = bot
+    this.update = update
+    this.match = match
+    this.#adapter = adapter
+  }
+  get text(): string | undefined {
+    return this.update.text
+  }
+  get command(): Update.Command | undefined {
+    if (this.#command === null) this.#command = Update.parseCommand(this.update.text)
+    return this.#command
+  }
+  /** A bound function, so `const { reply } = ctx` works. */
+  get reply(): Handler.HandlerContext["reply"] {
+    return this.#reply ??= (message) => {
+      const adapter = this.#adapter
+      return adapter === undefined
+        ? Effect.fail(new ReplyError({ adapter: this.update.adapter, reason: `bot "${this.bot}" has no adapter of that name` }))
+        : adapter.reply(this.update, Update.toOutbound(message))
+    }
+  }
+}
+
 const make = (options: ManagerOptions = {}): Effect.Effect<Service, never, Scope.Scope> =>
   Effect.gen(function*() {
     const managerScope = yield* Effect.scope
@@ -229,35 +264,40 @@ const make = (options: ManagerOptions = {}): Effect.Effect<Service, never, Scope
           rb.admission?.completed({ latencyMs: now - t0, timedOut: outcome === "timeout", now })
         }
       }
+      const metrics = rb.config.metrics
+      const defaultTimeoutMs = Duration.toMillis(rb.config.handlerTimeout)
+      const unhandled: Dispatcher.Job = { task: "handler/unhandled", effect: Effect.void, done: () => undefined }
       return (update: Update.Update): Dispatcher.Job => {
         const resolved = rb.bot.router.resolve(update)
         if (resolved === undefined) {
           rb.outcomes.unhandled++
           rb.admission?.release()
           rb.breaker.record({ failure: false, durationMs: 0 }) // no route is not the bot failing
-          return { task: "handler/unhandled", run: () => Effect.void }
+          return unhandled
         }
-        const task = `handler/${resolved.name}`
-        const adapter = adapters.get(update.adapter)
-        const ctx: Handler.HandlerContext = {
-          bot: name,
-          update,
-          text: update.text,
-          command: Update.parseCommand(update.text),
-          match: resolved.match,
-          reply: (message) =>
-            adapter === undefined
-              ? Effect.fail(new ReplyError({ adapter: update.adapter, reason: `bot "${name}" has no adapter of that name` }))
-              : adapter.reply(update, Update.toOutbound(message))
-        }
+        const task = resolved.task
+        const ctx = new Context(name, update, resolved.match, adapters.get(update.adapter))
         const onOutcome = guarded ? guardedOutcome() : plainOutcome
-        const timeout = resolved.timeout === undefined ? rb.config.handlerTimeout : Duration.fromInputUnsafe(resolved.timeout)
+        const timeoutMs = resolved.timeoutMs ?? defaultTimeoutMs
+        const started = metrics ? performance.now() : 0
+        const handler = resolved.handler
         return {
           task,
-          timeout,
-          // the dispatcher enforces the deadline; the run tells a timeout from a stop by asking it
-          run: (control) =>
-            Handler.run(resolved.handler, ctx, { bot: name, task, timeout, onOutcome, metrics: rb.config.metrics, timedOut: control.timedOut })
+          timeoutMs,
+          // Each run has its own scope: what the handler acquires is released however the run ends.
+          effect: Effect.scoped(Effect.suspend(() => handler(ctx))),
+          // The outcome is read from the fiber's exit: nothing is added to the run itself, and only
+          // a failure costs an effect (its log line).
+          done: (exit, timedOut, context) => {
+            const outcome = Handler.outcomeOf(exit, timedOut)
+            onOutcome(outcome)
+            if (metrics) Handler.recordMetrics(name, task, outcome, (performance.now() - started) / 1000, context)
+            if (outcome === "success" || outcome === "interrupted") return undefined
+            const cause = outcome === "timeout"
+              ? Cause.fail(new Handler.HandlerTimeout({ bot: name, task, updateId: update.id, timeout: Duration.millis(timeoutMs) }))
+              : (exit as Exit.Failure<void, unknown>).cause
+            return Handler.report(outcome, cause, update.id)
+          }
         }
       }
     }
@@ -526,7 +566,7 @@ const make = (options: ManagerOptions = {}): Effect.Effect<Service, never, Scope
     } satisfies Service
   })
 
-export class BotManager extends Context.Service<BotManager, Service>()("fiberbot/BotManager") {
+export class BotManager extends EffectContext.Service<BotManager, Service>()("fiberbot/BotManager") {
   static readonly layer: Layer.Layer<BotManager> = Layer.effect(BotManager, make())
   static readonly layerWith = (options: ManagerOptions): Layer.Layer<BotManager> => Layer.effect(BotManager, make(options))
 }

@@ -12,23 +12,25 @@
  * start order, so a FIFO per distinct timeout keeps the earliest at hand). A finished run starts
  * the next update of its key, so a key needs no worker of its own.
  */
-import { Clock, Deferred, Duration, Effect, Exit, Fiber, FiberSet, Scope } from "effect"
+import { Cause, Clock, Context, Deferred, Duration, Effect, Exit, Fiber, Scope } from "effect"
 import type { Intake } from "./Intake.ts"
 import * as Task from "./Task.ts"
 import type { Update } from "./Update.ts"
 
-/** What a run can ask the dispatcher while it ends. */
-export interface RunControl {
-  /** `true` when the run was interrupted because it passed its deadline. */
-  readonly timedOut: () => boolean
-}
-
-/** What the dispatcher runs for an update: the task name (for reports), its deadline and the run. */
+/**
+ * What the dispatcher runs for an update: the task name (for reports and the fiber's name), its
+ * deadline, the run itself, and what to do once the run's fiber has ended.
+ */
 export interface Job {
   readonly task: string
-  /** Interrupt the run after this long (none: no deadline). */
-  readonly timeout?: Duration.Duration | undefined
-  readonly run: (control: RunControl) => Effect.Effect<void>
+  /** Interrupt the run after this many milliseconds (none: no deadline). */
+  readonly timeoutMs?: number | undefined
+  readonly effect: Effect.Effect<void, unknown>
+  /**
+   * Called once the run's fiber has ended, with its exit and whether the deadline interrupted it.
+   * What it returns (reporting a failure, say) runs as a fiber of the same task.
+   */
+  readonly done: (exit: Exit.Exit<void, unknown>, timedOut: boolean, context: Context.Context<never>) => Effect.Effect<void> | undefined
 }
 
 export interface Dispatcher {
@@ -47,7 +49,7 @@ interface Run {
   readonly deadline: number
   readonly timeoutMs: number
   timedOut: boolean
-  fiber: Fiber.Fiber<void> | undefined
+  fiber: Fiber.Fiber<void, unknown> | undefined
 }
 
 /** Deadlines of the runs in progress, one insertion-ordered FIFO per distinct timeout. */
@@ -105,8 +107,29 @@ export const make = (options: {
   Effect.gen(function*() {
     const { intake, concurrency, prepare } = options
     const clock = yield* Clock.Clock
-    const runs = yield* FiberSet.make<void, never>()
-    const runFork = yield* FiberSet.runtime(runs)<never>()
+    // Every run is a fiber of this set; closing the dispatcher's scope interrupts and awaits them.
+    // (Our own set rather than a FiberSet: the run's exit observer below already does the bookkeeping.)
+    const runs = new Set<Fiber.Fiber<void, unknown>>()
+    let closed = false
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        closed = true
+        return Fiber.interruptAll(runs)
+      })
+    )
+    // A run's fiber starts from a context made once per task name: naming the fiber costs nothing per run.
+    const base = yield* Effect.context<never>()
+    const forks = new Map<string, { readonly context: Context.Context<never>; readonly fork: ReturnType<typeof Effect.runForkWith<never>> }>()
+    const forkerFor = (task: string) => {
+      let found = forks.get(task)
+      if (found === undefined) {
+        if (forks.size >= 10_000) forks.clear() // bounded: task names come from routes
+        const context = Context.add(base, Task.CurrentTask, task)
+        found = { context, fork: Effect.runForkWith(context) }
+        forks.set(task, found)
+      }
+      return found
+    }
     const pending = new Map<string, Array<Update>>()
     const current = new Map<string, string>()
     const deadlines = new Deadlines()
@@ -122,40 +145,56 @@ export const make = (options: {
       if (loopDone && pending.size === 0) Deferred.doneUnsafe(idle, Exit.void)
     }
 
+    const finish = (key: string, update: Update, handled: boolean): void => {
+      current.delete(key)
+      admitted--
+      completed++
+      update.onDone?.(handled)
+      if (capacity !== undefined && admitted < concurrency) Deferred.doneUnsafe(capacity, Exit.void)
+      const next = pending.get(key)?.shift()
+      if (next !== undefined) {
+        start(key, next)
+      } else {
+        pending.delete(key)
+        checkIdle()
+      }
+    }
+
     const start = (key: string, update: Update): void => {
+      if (closed) return finish(key, update, false)
       const job = prepare(update)
       current.set(key, job.task)
-      const timeoutMs = job.timeout === undefined ? undefined : Duration.toMillis(job.timeout)
+      const timeoutMs = job.timeoutMs
       const run: Run = {
         deadline: timeoutMs === undefined ? Number.POSITIVE_INFINITY : clock.currentTimeMillisUnsafe() + timeoutMs,
         timeoutMs: timeoutMs ?? Number.POSITIVE_INFINITY,
         timedOut: false,
         fiber: undefined
       }
+      const forker = forkerFor(job.task)
       // The yield makes the run start on the scheduler, not inside the caller (which may be the
       // previous run of the key ending): no recursion however long a key's queue is.
-      const fiber = runFork(Task.named(job.task)(Effect.andThen(Effect.yieldNow, job.run({ timedOut: () => run.timedOut }))))
+      const fiber = forker.fork(Effect.andThen(Effect.yieldNow, job.effect))
       run.fiber = fiber
+      runs.add(fiber)
       if (timeoutMs !== undefined) {
         deadlines.add(run)
         if (run.deadline < sleepingUntil) Deferred.doneUnsafe(wake, Exit.void)
       }
       fiber.addObserver((exit) => {
-        deadlines.remove(run)
-        // nothing left to time: let the sweeper drop its timer (an idle bot holds no timer fiber)
-        if (sleepingUntil !== Number.POSITIVE_INFINITY && deadlines.isEmpty()) Deferred.doneUnsafe(wake, Exit.void)
-        current.delete(key)
-        admitted--
-        completed++
-        update.onDone?.(Exit.isSuccess(exit) || run.timedOut)
-        if (capacity !== undefined && admitted < concurrency) Deferred.doneUnsafe(capacity, Exit.void)
-        const next = pending.get(key)?.shift()
-        if (next !== undefined) {
-          start(key, next)
-        } else {
-          pending.delete(key)
-          checkIdle()
+        runs.delete(fiber)
+        if (timeoutMs !== undefined) {
+          deadlines.remove(run)
+          // nothing left to time: let the sweeper drop its timer (an idle bot holds no timer fiber)
+          if (sleepingUntil !== Number.POSITIVE_INFINITY && deadlines.isEmpty()) Deferred.doneUnsafe(wake, Exit.void)
         }
+        const after = job.done(exit, run.timedOut, forker.context)
+        if (after !== undefined && !closed) {
+          const reporter = forker.fork(after)
+          runs.add(reporter)
+          reporter.addObserver(() => runs.delete(reporter))
+        }
+        finish(key, update, Exit.isSuccess(exit) || run.timedOut || !Cause.hasInterruptsOnly(exit.cause))
       })
     }
 

@@ -6,10 +6,9 @@
  * `HandlerTimeout`. Failures never escape a run: typed errors, defects and timeouts go to the
  * bot's error boundary, which logs them with the task name and counts them.
  */
-import { Cause, Data, Duration, Effect, Exit, Metric, Scope } from "effect"
+import { Cause, Context, Data, Duration, Effect, Exit, Metric, Scope } from "effect"
 import type { ReplyError } from "./Adapter.ts"
 import type * as Update from "./Update.ts"
-import * as Task from "./Task.ts"
 
 export interface HandlerContext<P = unknown> {
   readonly bot: string
@@ -79,74 +78,24 @@ const seriesFor = (bot: string, task: string): Series => {
   return found
 }
 
-export interface RunOptions {
-  readonly bot: string
-  readonly task: string
-  readonly timeout: Duration.Duration
-  readonly onOutcome: (outcome: Outcome) => void
-  readonly metrics: boolean
-  /**
-   * When the caller enforces the deadline (the dispatcher interrupts runs past it), whether this
-   * run's interruption was that. Without it the run enforces `timeout` itself.
-   */
-  readonly timedOut?: (() => boolean) | undefined
+/** A run's outcome from its exit; `timedOut`: the caller interrupted it for passing its deadline. */
+export const outcomeOf = (exit: Exit.Exit<unknown, unknown>, timedOut: boolean): Outcome =>
+  Exit.isSuccess(exit)
+    ? "success"
+    : Cause.hasInterruptsOnly(exit.cause)
+    ? (timedOut ? "timeout" : "interrupted")
+    : Cause.hasFails(exit.cause)
+    ? "failure"
+    : "defect"
+
+/** Counts a finished run in the handler metrics (`context`: where the metrics live, e.g. the run's). */
+export const recordMetrics = (bot: string, task: string, outcome: Outcome, seconds: number, context: Context.Context<never>): void => {
+  const s = seriesFor(bot, task)
+  s.runs[outcome].updateUnsafe(1, context)
+  s.seconds.updateUnsafe(seconds, context)
 }
 
-/**
- * Runs one handler under its scope, deadline and the error boundary. Never fails; interruption
- * (the bot stopping) still propagates so the caller sees it.
- */
-export const run = <P>(
-  handler: Handler<P>,
-  ctx: HandlerContext<P>,
-  options: RunOptions
-): Effect.Effect<void> => {
-  const started = performance.now()
-  const record = (outcome: Outcome) =>
-    Effect.suspend(() => {
-      options.onOutcome(outcome)
-      if (!options.metrics) return Effect.void
-      const series = seriesFor(options.bot, options.task)
-      const seconds = (performance.now() - started) / 1000
-      // One effect for both updates (Metric.update is an effect each): this runs once per update.
-      return Effect.withFiber((fiber) => {
-        series.runs[outcome].updateUnsafe(1, fiber.context)
-        series.seconds.updateUnsafe(seconds, fiber.context)
-        return Effect.void
-      })
-    })
-  const timeoutError = () => new HandlerTimeout({ bot: options.bot, task: options.task, updateId: ctx.update.id, timeout: options.timeout })
-  const report = (cause: Cause.Cause<unknown>) => {
-    const timeout = cause.reasons.some((r) => Cause.isFailReason(r) && r.error instanceof HandlerTimeout)
-    const outcome: Outcome = timeout ? "timeout" : Cause.hasFails(cause) ? "failure" : "defect"
-    return Effect.andThen(
-      record(outcome),
-      Effect.logError(timeout ? "handler timed out" : outcome === "failure" ? "handler failed" : "handler died", cause)
-        .pipe(Effect.annotateLogs({ update: ctx.update.id, outcome }))
-    )
-  }
-  const timedOut = options.timedOut
-  if (timedOut !== undefined) {
-    // The deadline is the caller's: the outcome is recorded as the run ends (a finalizer, so it
-    // still runs when the run is interrupted), and failures end here.
-    return Effect.scoped(Effect.suspend(() => handler(ctx))).pipe(
-      Effect.onExit((exit) => {
-        if (Exit.isSuccess(exit)) return record("success")
-        if (!Cause.hasInterruptsOnly(exit.cause)) return report(exit.cause)
-        return timedOut() ? report(Cause.fail(timeoutError())) : record("interrupted")
-      }),
-      Effect.catchCause(() => Effect.void),
-      Task.named(options.task)
-    )
-  }
-  return Effect.scoped(Effect.suspend(() => handler(ctx))).pipe(
-    Effect.timeoutOrElse({ duration: options.timeout, orElse: () => Effect.fail(timeoutError()) }),
-    Effect.matchCauseEffect({
-      onSuccess: () => record("success"),
-      onFailure: (cause) =>
-        Cause.hasInterruptsOnly(cause) ? Effect.andThen(record("interrupted"), Effect.failCause(cause)) : report(cause)
-    }),
-    Task.named(options.task),
-    Effect.asVoid
-  ) as Effect.Effect<void>
-}
+/** Logs a run that failed, died or timed out, annotated with the update and the outcome. */
+export const report = (outcome: Outcome, cause: Cause.Cause<unknown>, updateId: string): Effect.Effect<void> =>
+  Effect.logError(outcome === "timeout" ? "handler timed out" : outcome === "failure" ? "handler failed" : "handler died", cause)
+    .pipe(Effect.annotateLogs({ update: updateId, outcome }))

@@ -18,7 +18,7 @@
  * expect(router.resolve(update)?.name).toBe("command/start")
  * ```
  */
-import { Effect, Scope } from "effect"
+import { Duration, Effect, Scope } from "effect"
 import type { Handler, HandlerContext } from "./Handler.ts"
 import * as Update from "./Update.ts"
 
@@ -45,7 +45,11 @@ export interface Route {
 /** A route found for an update, with the middleware chain already applied. */
 export interface Resolved {
   readonly name: string
+  /** The task name of the route's runs: `handler/<name>`. */
+  readonly task: string
   readonly timeout: import("effect").Duration.Input | undefined
+  /** `timeout` in milliseconds, when the route sets one. */
+  readonly timeoutMs: number | undefined
   readonly match: RegExpExecArray | undefined
   readonly handler: Handler<any, unknown>
 }
@@ -60,6 +64,8 @@ const HIT = { match: undefined }
 export class Router {
   readonly #entries: ReadonlyArray<Entry>
   #compiled: ReadonlyArray<{ readonly route: Route; readonly middleware: ReadonlyArray<Middleware> }> | undefined
+  /** Per route, what `resolve` answers when the route matches without a RegExp match: made once. */
+  #resolved: ReadonlyArray<Resolved> | undefined
 
   constructor(entries: ReadonlyArray<Entry> = []) {
     this.#entries = entries
@@ -146,15 +152,19 @@ export class Router {
 
   /** The first route that matches `update`, with its middleware applied, or `undefined`. */
   resolve(update: Update.Update): Resolved | undefined {
-    for (const { route, middleware } of this.routes()) {
-      const hit = route.matcher(update)
+    const resolved = this.#resolved ??= this.routes().map(({ route, middleware }) => ({
+      name: route.name,
+      task: `handler/${route.name}`,
+      timeout: route.timeout,
+      timeoutMs: route.timeout === undefined ? undefined : Duration.toMillis(Duration.fromInputUnsafe(route.timeout)),
+      match: undefined,
+      handler: middleware.length === 0 ? route.handler : wrap(route.handler, middleware)
+    }))
+    for (let i = 0; i < resolved.length; i++) {
+      const found = resolved[i]!
+      const hit = this.#compiled![i]!.route.matcher(update)
       if (hit === undefined) continue
-      return {
-        name: route.name,
-        timeout: route.timeout,
-        match: hit.match,
-        handler: middleware.length === 0 ? route.handler : wrap(route.handler, middleware)
-      }
+      return hit.match === undefined ? found : { ...found, match: hit.match }
     }
     return undefined
   }

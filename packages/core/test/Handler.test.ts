@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Data, Effect, Fiber } from "effect"
+import { Logging, Metrics } from "@fiberbot/core"
 import { TestClock } from "effect/testing"
 import { Bot, BotManager, Router } from "@fiberbot/core"
 import { LeakCheck, TestAdapter } from "@fiberbot/core/testing"
@@ -7,11 +8,11 @@ import { settle } from "./helpers.ts"
 
 class PaymentDeclined extends Data.TaggedError("PaymentDeclined")<{ readonly amount: number }> {}
 
-const setup = (router: Router.Router, options?: Bot.Options) =>
+const setup = (router: Router.Router, options?: Bot.Options, name = "h") =>
   Effect.gen(function*() {
     const manager = yield* BotManager
     const test = yield* TestAdapter.make()
-    yield* manager.start(Bot.make({ name: "h", adapters: [test.adapter], router, ...(options ? { options } : {}) }))
+    yield* manager.start(Bot.make({ name, adapters: [test.adapter], router, ...(options ? { options } : {}) }))
     return { manager, test }
   })
 
@@ -105,4 +106,41 @@ describe("Handler", () => {
       assert.deepStrictEqual(events, ["acquire", "release"])
       assert.deepStrictEqual(report.interrupted, ["handler/message"])
     })).pipe(Effect.provide(BotManager.layer)))
+
+  it.effect("each outcome is counted in the handler metrics and every one but success is logged with its task and update", () => {
+    const lines: Array<Record<string, unknown>> = []
+    const logs = Logging.layer({ level: "info", destination: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) } })
+    return LeakCheck.verify(Effect.gen(function*() {
+      const { manager, test } = yield* setup(
+        Router.empty
+          .command("pay", () => Effect.fail(new PaymentDeclined({ amount: 5 })))
+          .command("crash", () => Effect.die("boom"))
+          .command("slow", () => Effect.sleep("1 minute"))
+          .on("message", () => Effect.void),
+        { handlerTimeout: "1 second" },
+        "outcomes" // metrics are process-wide: a bot name of its own
+      )
+      const texts = ["/pay", "/crash", "/slow", "ok", "ok"]
+      for (let i = 0; i < texts.length; i++) yield* test.send({ key: "c", id: `u${i}`, text: texts[i] })
+      yield* settle()
+      yield* TestClock.adjust("1 second")
+      yield* settle()
+      const text = yield* Metrics.makeCollector(manager).render
+      const count = (task: string, outcome: string) => {
+        const line = text.split("\n").find((l) => l.startsWith(`fiberbot_handler_runs_total{bot="outcomes",task="${task}",outcome="${outcome}"}`))
+        return line === undefined ? undefined : Number(line.split(" ").at(-1))
+      }
+      assert.strictEqual(count("handler/command/pay", "failure"), 1)
+      assert.strictEqual(count("handler/command/crash", "defect"), 1)
+      assert.strictEqual(count("handler/command/slow", "timeout"), 1)
+      assert.strictEqual(count("handler/message", "success"), 2)
+      const errors = lines.filter((l) => l.level === 50).map((l) => [l.msg, l.task, l.outcome, l.update])
+      assert.sameDeepMembers(errors, [
+        ["handler failed", "handler/command/pay", "failure", "u0"],
+        ["handler died", "handler/command/crash", "defect", "u1"],
+        ["handler timed out", "handler/command/slow", "timeout", "u2"]
+      ])
+      yield* manager.stop("outcomes")
+    })).pipe(Effect.provide(BotManager.layer), Effect.provide(logs))
+  })
 })

@@ -12,7 +12,7 @@
  * start order, so a FIFO per distinct timeout keeps the earliest at hand). A finished run starts
  * the next update of its key, so a key needs no worker of its own.
  */
-import { Cause, Clock, Context, Deferred, Duration, Effect, Exit, Fiber, Scope } from "effect"
+import { Cause, Clock, Context, Deferred, Duration, Effect, Exit, Fiber, Scheduler, Scope } from "effect"
 import type { Intake } from "./Intake.ts"
 import * as Task from "./Task.ts"
 import type { Update } from "./Update.ts"
@@ -69,11 +69,6 @@ class Deadlines {
     this.#fifos.get(run.timeoutMs)?.delete(run)
   }
 
-  isEmpty(): boolean {
-    for (const fifo of this.#fifos.values()) if (fifo.size > 0) return false
-    return true
-  }
-
   earliest(): number | undefined {
     let min: number | undefined
     for (const fifo of this.#fifos.values()) {
@@ -98,6 +93,9 @@ class Deadlines {
     return out
   }
 }
+
+/** Runs started in one scheduled task at most; more wait for the next, so I/O gets its turn. */
+const BATCH_MAX = 1024
 
 export const make = (options: {
   readonly intake: Intake
@@ -153,11 +151,36 @@ export const make = (options: {
       if (capacity !== undefined && admitted < concurrency) Deferred.doneUnsafe(capacity, Exit.void)
       const next = pending.get(key)?.shift()
       if (next !== undefined) {
-        start(key, next)
+        startSoon(key, next)
       } else {
         pending.delete(key)
         checkIdle()
       }
+    }
+
+    // Runs start in batches on the scheduler, not inside the caller (the dispatcher taking from the
+    // intake, or the previous run of the key ending): one scheduled task starts every run that is
+    // ready, instead of one trip through the scheduler per run. A run that ends at once queues its
+    // key's next update into the same batch; a batch is bounded, the rest goes in the next one.
+    const scheduler = Context.get(base, Scheduler.Scheduler).makeDispatcher()
+    const readyKeys: Array<string> = []
+    const readyUpdates: Array<Update> = []
+    let batchScheduled = false
+    const startSoon = (key: string, update: Update): void => {
+      readyKeys.push(key)
+      readyUpdates.push(update)
+      if (!batchScheduled) {
+        batchScheduled = true
+        scheduler.scheduleTask(startBatch, 0)
+      }
+    }
+    const startBatch = (): void => {
+      let i = 0
+      for (; i < readyKeys.length && i < BATCH_MAX; i++) start(readyKeys[i]!, readyUpdates[i]!)
+      readyKeys.splice(0, i)
+      readyUpdates.splice(0, i)
+      if (readyKeys.length > 0) scheduler.scheduleTask(startBatch, 0)
+      else batchScheduled = false
     }
 
     const start = (key: string, update: Update): void => {
@@ -172,9 +195,7 @@ export const make = (options: {
         fiber: undefined
       }
       const forker = forkerFor(job.task)
-      // The yield makes the run start on the scheduler, not inside the caller (which may be the
-      // previous run of the key ending): no recursion however long a key's queue is.
-      const fiber = forker.fork(Effect.andThen(Effect.yieldNow, job.effect))
+      const fiber = forker.fork(job.effect)
       run.fiber = fiber
       runs.add(fiber)
       if (timeoutMs !== undefined) {
@@ -183,11 +204,9 @@ export const make = (options: {
       }
       fiber.addObserver((exit) => {
         runs.delete(fiber)
-        if (timeoutMs !== undefined) {
-          deadlines.remove(run)
-          // nothing left to time: let the sweeper drop its timer (an idle bot holds no timer fiber)
-          if (sleepingUntil !== Number.POSITIVE_INFINITY && deadlines.isEmpty()) Deferred.doneUnsafe(wake, Exit.void)
-        }
+        // The sweeper is not woken when this was the last deadline: quick runs would wake it (and
+        // make it set a timer again) once per run. Its timer finds nothing to do and it then idles.
+        if (timeoutMs !== undefined) deadlines.remove(run)
         const after = job.done(exit, run.timedOut, forker.context)
         if (after !== undefined && !closed) {
           const reporter = forker.fork(after)
@@ -206,7 +225,7 @@ export const make = (options: {
         return
       }
       pending.set(update.key, [])
-      start(update.key, update)
+      startSoon(update.key, update)
     }
 
     const loop = Effect.gen(function*() {

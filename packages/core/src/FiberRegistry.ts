@@ -80,15 +80,23 @@ export class FiberRegistryImpl {
       live.set(fiber.id, { fiber, startedAt: Date.now(), parent: (fiber as unknown as FiberInternals)._parent?.id })
       fiber.addObserver(() => live.delete(fiber.id))
     }
+    // The hook runs for every operation; consecutive operations are mostly the same fiber's, so
+    // the map is only asked when the fiber changes.
+    let last: unknown = undefined
+    const see = (fiber: Marked) => {
+      if (fiber === last) return
+      last = fiber
+      if (!live.has(fiber.id)) record(fiber)
+    }
     return Tracer.make({
       span: (options) => base.span(options),
       context: baseContext
         ? (primitive, fiber) => {
-          if (!live.has(fiber.id)) record(fiber as Marked)
+          see(fiber as Marked)
           return baseContext(primitive, fiber)
         }
         : (primitive, fiber) => {
-          if (!live.has(fiber.id)) record(fiber as Marked)
+          see(fiber as Marked)
           return (primitive as unknown as Record<string, (f: unknown) => never>)[EVALUATE]!(fiber)
         }
     })

@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Redacted } from "effect"
 import { Bot, BotManager, DebugServer, HeapSnapshot, Router } from "@fiberbot/core"
 import { LeakCheck, TestAdapter } from "@fiberbot/core/testing"
+import { eventually } from "../helpers.ts"
 
 const withManager = <A, E>(effect: Effect.Effect<A, E, BotManager>) =>
   LeakCheck.verify(effect).pipe(Effect.provide(BotManager.layer))
@@ -50,6 +51,8 @@ describe("DebugServer", () => {
       const from = first.headers.get("x-fiberbot-snapshot")!
       assert.match(first.body, /^fiber profile: total \d+\n/)
       for (let i = 0; i < 15; i++) yield* test.message(`c${i}`, "x")
+      // runs start on the scheduler's next turn: wait until all 15 are running
+      yield* eventually(() => manager.registry.fibers({ bot: "dbg" }).filter((f) => f.task === "handler/message").length === 15)
       const second = yield* call(`${server.url}/debug/fibers?debug=1`)
       const to = second.headers.get("x-fiberbot-snapshot")!
       assert.match(second.body.split("\n")[1]!, /^\d+ @ bot=dbg task=handler\/message/)

@@ -16,6 +16,12 @@ export interface AdapterContext {
   /** Hands an update to the bot's intake; the answer says whether it was taken. */
   readonly offer: (update: Update) => Effect.Effect<OfferResult>
   /**
+   * The same without waiting: the answer, or `undefined` when the intake is full under
+   * `backpressure` and the update must go through `offer`. For adapters that receive in callbacks:
+   * with room, the update is handed over (and a quick handler may even run) before this returns.
+   */
+  readonly tryOffer: (update: Update) => OfferResult | undefined
+  /**
    * Whether the bot's intake breaker is open (tripped by the watchdog, failures, an operator or an
    * alert): an adapter refuses new work its own way while it is (WebSocket upgrades get 503).
    */

@@ -414,15 +414,35 @@ const make = (options: ManagerOptions = {}): Effect.Effect<Service, never, Scope
           prepare: prepare({ config, bot, outcomes, breaker, admission, clock })
         }).pipe(Scope.provide(handlersScope), inBot(name))
         // The door: a breaker that does not admit, or no admission permit, answers "busy" at once.
+        // `tryOffer` decides without waiting; `undefined` only when a backpressured intake is full.
+        const door = (update: Update.Update): Intake.OfferResult | "wait" => {
+          if (intake.isClosed()) return "closed"
+          if (!breaker.tryAcquire()) return "busy"
+          if (admission !== undefined && !admission.tryAcquire()) {
+            breaker.cancel()
+            return "busy"
+          }
+          const result = intake.tryOffer(update)
+          if (result === undefined) return "wait"
+          if (result !== "accepted") {
+            admission?.release()
+            breaker.cancel()
+          }
+          return result
+        }
+        const tryOffer = (update: Update.Update): Intake.OfferResult | undefined => {
+          const result = door(update)
+          if (result !== "wait") return result
+          // the permits taken at the door are given back: the caller comes again through `offer`
+          admission?.release()
+          breaker.cancel()
+          return undefined
+        }
         const offer = (update: Update.Update): Effect.Effect<Intake.OfferResult> =>
           Effect.suspend(() => {
-            if (intake.isClosed()) return intake.offer(update)
-            if (!breaker.tryAcquire()) return Effect.succeed("busy" as const)
-            if (admission !== undefined && !admission.tryAcquire()) {
-              breaker.cancel()
-              return Effect.succeed("busy" as const)
-            }
-            if (admission === undefined && Breaker.isClosed(breaker.state())) return intake.offer(update)
+            const result = door(update)
+            if (result !== "wait") return Effect.succeed(result)
+            // room must be waited for, holding the permits taken at the door
             return Effect.map(intake.offer(update), (r) => {
               if (r !== "accepted") {
                 admission?.release()
@@ -440,6 +460,7 @@ const make = (options: ManagerOptions = {}): Effect.Effect<Service, never, Scope
           const ctx: AdapterContext = {
             bot: name,
             offer,
+            tryOffer,
             paused: () => {
               const state = breaker.state()
               return state === "open" || state === "forced_open"

@@ -166,6 +166,7 @@ export const make = (options: {
     const readyKeys: Array<string> = []
     const readyUpdates: Array<Update> = []
     let batchScheduled = false
+    let starting = false
     const startSoon = (key: string, update: Update): void => {
       readyKeys.push(key)
       readyUpdates.push(update)
@@ -195,18 +196,27 @@ export const make = (options: {
         fiber: undefined
       }
       const forker = forkerFor(job.task)
-      const fiber = forker.fork(job.effect)
+      starting = true
+      let fiber: Fiber.Fiber<void, unknown>
+      try {
+        fiber = forker.fork(job.effect)
+      } finally {
+        starting = false
+      }
       run.fiber = fiber
-      runs.add(fiber)
-      if (timeoutMs !== undefined) {
+      // A run that finished while it was started (no I/O) needs no bookkeeping and no deadline.
+      const alive = fiber.pollUnsafe() === undefined
+      const timed = alive && timeoutMs !== undefined
+      if (alive) runs.add(fiber)
+      if (timed) {
         deadlines.add(run)
         if (run.deadline < sleepingUntil) Deferred.doneUnsafe(wake, Exit.void)
       }
       fiber.addObserver((exit) => {
-        runs.delete(fiber)
         // The sweeper is not woken when this was the last deadline: quick runs would wake it (and
         // make it set a timer again) once per run. Its timer finds nothing to do and it then idles.
-        if (timeoutMs !== undefined) deadlines.remove(run)
+        if (alive) runs.delete(fiber)
+        if (timed) deadlines.remove(run)
         const after = job.done(exit, run.timedOut, forker.context)
         if (after !== undefined && !closed) {
           const reporter = forker.fork(after)
@@ -217,7 +227,12 @@ export const make = (options: {
       })
     }
 
-    const admit = (update: Update): void => {
+    /**
+     * `now`: the update came straight from an adapter (see `Intake.setDirect`): its run starts
+     * right here, in the adapter's callback, unless another run is being started (a handler
+     * offering to its own bot), which would nest.
+     */
+    const admit = (update: Update, now: boolean): void => {
       admitted++
       const queue = pending.get(update.key)
       if (queue !== undefined) {
@@ -225,8 +240,18 @@ export const make = (options: {
         return
       }
       pending.set(update.key, [])
-      startSoon(update.key, update)
+      if (now && !starting) start(update.key, update)
+      else startSoon(update.key, update)
     }
+
+    // Straight from the adapter only while the loop is parked on an empty intake with room to
+    // admit: then the loop would have taken this very update next, so order is the same.
+    let parked = false
+    intake.setDirect((update) => {
+      if (!parked || closed || loopDone || admitted >= concurrency) return false
+      admit(update, true)
+      return true
+    })
 
     const loop = Effect.gen(function*() {
       while (true) {
@@ -235,9 +260,17 @@ export const make = (options: {
           yield* Deferred.await(capacity)
           capacity = undefined
         }
-        const taken = yield* Effect.result(intake.take)
-        if (taken._tag === "Failure") return
-        admit(taken.success)
+        // Taken and admitted in one synchronous step: an update is never out of the queue and not
+        // yet admitted, which a direct offer could overtake.
+        const next = intake.poll()
+        if (next !== undefined) {
+          admit(next, false)
+          continue
+        }
+        if (intake.isClosed()) return
+        parked = true
+        yield* intake.awaitOffer
+        parked = false
       }
     }).pipe(
       Effect.ensuring(Effect.sync(() => {

@@ -9,7 +9,7 @@
  * `close` stops intake: later offers answer `"closed"`, while updates already queued are still
  * delivered to the dispatcher.
  */
-import { Cause, Effect, Queue } from "effect"
+import { Cause, Deferred, Effect, Exit, Queue } from "effect"
 import type { Update } from "./Update.ts"
 
 export type Policy = "backpressure" | "drop-oldest" | "reject-busy"
@@ -27,8 +27,23 @@ export interface Intake {
   readonly capacity: number
   readonly policy: Policy
   readonly offer: (update: Update) => Effect.Effect<OfferResult>
+  /**
+   * Offers without waiting: the answer, or `undefined` when a `backpressure` intake is full and
+   * the update must wait its turn through `offer`. Adapters that receive in callbacks use it so an
+   * update costs no effect when there is room.
+   */
+  readonly tryOffer: (update: Update) => OfferResult | undefined
   /** The next update; fails with `Done` once the intake is closed and empty. */
   readonly take: Effect.Effect<Update, Cause.Done>
+  /** The next queued update, without waiting (the dispatcher's end). */
+  readonly poll: () => Update | undefined
+  /** Completes when an update was queued or the intake closed. */
+  readonly awaitOffer: Effect.Effect<void>
+  /**
+   * Lets the dispatcher take an update straight from the adapter, skipping the queue, while the
+   * queue is empty (so nothing queued can be overtaken): `direct` answers whether it took it.
+   */
+  readonly setDirect: (direct: (update: Update) => boolean) => void
   readonly close: Effect.Effect<void>
   readonly isClosed: () => boolean
   readonly stats: () => Stats
@@ -42,53 +57,103 @@ export const make = (options: {
 }): Effect.Effect<Intake> =>
   Effect.gen(function*() {
     const { capacity, policy } = options
+    // The queue holds updates and makes backpressured offers wait; the dispatcher polls it and is
+    // woken through `waiter`, so an update is never taken out of the queue and then left waiting.
     const queue = yield* (policy === "backpressure"
-      ? Queue.bounded<Update, Cause.Done>(capacity)
+      ? Queue.bounded<Update>(capacity)
       : policy === "drop-oldest"
-      ? Queue.sliding<Update, Cause.Done>(capacity)
-      : Queue.dropping<Update, Cause.Done>(capacity))
+      ? Queue.sliding<Update>(capacity)
+      : Queue.dropping<Update>(capacity))
     let accepted = 0
     let dropped = 0
     let rejected = 0
     let closed = false
+    let direct: ((update: Update) => boolean) | undefined
+    let waiter: Deferred.Deferred<void> | undefined
+
+    const notify = () => {
+      if (waiter !== undefined) {
+        const w = waiter
+        waiter = undefined
+        Deferred.doneUnsafe(w, Exit.void)
+      }
+    }
+
+    const tryOffer = (update: Update): OfferResult | undefined => {
+      if (closed) return "closed"
+      // Only past an empty queue, so nothing queued is overtaken. (The dispatcher also only takes
+      // directly while parked, and Effect wakes a parked fiber synchronously when an update is
+      // queued; this check keeps the order safe without relying on that.)
+      if (direct !== undefined && Queue.sizeUnsafe(queue) === 0 && direct(update)) {
+        accepted++
+        return "accepted"
+      }
+      // bounded queues refuse when full (the caller then waits through `offer`); sliding and
+      // dropping queues never wait: decide from the size right before offering
+      const full = Queue.isFullUnsafe(queue)
+      if (full && policy === "backpressure") return undefined
+      const ok = Queue.offerUnsafe(queue, update)
+      if (!ok) {
+        if (policy === "reject-busy" && full) {
+          rejected++
+          return "busy"
+        }
+        return "closed"
+      }
+      accepted++
+      if (full) {
+        dropped++
+        options.onDropped?.()
+      }
+      notify()
+      return "accepted"
+    }
 
     const offer = (update: Update): Effect.Effect<OfferResult> =>
       Effect.suspend(() => {
-        if (closed) return Effect.succeed("closed" as const)
-        if (policy === "backpressure") {
-          return Effect.map(Queue.offer(queue, update), (ok): OfferResult => {
-            if (!ok) return "closed"
-            accepted++
-            return "accepted"
-          })
-        }
-        // sliding and dropping queues never suspend: decide from the size right before offering
-        const full = Queue.isFullUnsafe(queue)
-        const ok = Queue.offerUnsafe(queue, update)
-        if (!ok) {
-          if (policy === "reject-busy" && full) {
-            rejected++
-            return Effect.succeed("busy" as const)
-          }
-          return Effect.succeed("closed" as const)
-        }
-        accepted++
-        if (full) {
-          dropped++
-          options.onDropped?.()
-        }
-        return Effect.succeed("accepted" as const)
+        const now = tryOffer(update)
+        if (now !== undefined) return Effect.succeed(now)
+        return Effect.map(Queue.offer(queue, update), (ok): OfferResult => {
+          if (!ok) return "closed"
+          accepted++
+          notify()
+          return "accepted"
+        })
       })
+
+    const poll = (): Update | undefined => {
+      const exit = Queue.takeUnsafe(queue)
+      return exit !== undefined && Exit.isSuccess(exit) ? exit.value : undefined
+    }
+
+    const awaitOffer: Effect.Effect<void> = Effect.suspend(() => {
+      if (closed || Queue.sizeUnsafe(queue) > 0) return Effect.void
+      waiter ??= Deferred.makeUnsafe<void>()
+      return Deferred.await(waiter)
+    })
+
+    const take: Effect.Effect<Update, Cause.Done> = Effect.suspend(() => {
+      const next = poll()
+      if (next !== undefined) return Effect.succeed(next)
+      if (closed) return Cause.done()
+      return Effect.andThen(awaitOffer, take)
+    })
 
     return {
       capacity,
       policy,
       offer,
-      take: Queue.take(queue),
-      close: Effect.suspend(() => {
-        if (closed) return Effect.void
+      tryOffer,
+      take,
+      poll,
+      awaitOffer,
+      setDirect: (d) => {
+        direct = d
+      },
+      close: Effect.sync(() => {
+        if (closed) return
         closed = true
-        return Effect.asVoid(Queue.end(queue))
+        notify()
       }),
       isClosed: () => closed,
       stats: () => ({ accepted, dropped, rejected, depth: Queue.sizeUnsafe(queue) })

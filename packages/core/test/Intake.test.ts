@@ -39,6 +39,22 @@ describe("Intake", () => {
       assert.strictEqual(yield* intake.offer(update(4)), "accepted")
     }))
 
+  it.effect("tryOffer answers without waiting; undefined only when a backpressured intake is full", () =>
+    Effect.gen(function*() {
+      const intake = yield* Intake.make({ capacity: 2, policy: "backpressure" })
+      assert.strictEqual(intake.tryOffer(update(1)), "accepted")
+      assert.strictEqual(intake.tryOffer(update(2)), "accepted")
+      assert.isUndefined(intake.tryOffer(update(3)))
+      assert.deepStrictEqual(intake.stats(), { accepted: 2, dropped: 0, rejected: 0, depth: 2 })
+      assert.strictEqual(intake.poll()?.id, "1")
+      assert.strictEqual(intake.tryOffer(update(4)), "accepted")
+      const busy = yield* Intake.make({ capacity: 1, policy: "reject-busy" })
+      assert.strictEqual(busy.tryOffer(update(1)), "accepted")
+      assert.strictEqual(busy.tryOffer(update(2)), "busy")
+      yield* busy.close
+      assert.strictEqual(busy.tryOffer(update(3)), "closed")
+    }))
+
   it.effect("close: later offers answer closed; queued updates are still taken, then Done", () =>
     Effect.gen(function*() {
       const intake = yield* Intake.make({ capacity: 4, policy: "backpressure" })

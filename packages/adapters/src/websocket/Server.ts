@@ -15,7 +15,7 @@
 import * as http from "node:http"
 import type { AddressInfo, Socket } from "node:net"
 import { Deferred, Duration, Effect, Exit, Fiber, FiberSet, Queue, Scope } from "effect"
-import { Adapter, Task, Update } from "@fiberbot/core"
+import { Adapter, type Intake, Task, Update } from "@fiberbot/core"
 import { WebSocketServer, type WebSocket } from "ws"
 import * as Codec from "./Codec.ts"
 import * as Connection from "./Connection.ts"
@@ -196,23 +196,52 @@ export const make = <A = string>(options: ServerOptions<A> = {}): WebSocketServe
       })
       const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayload ?? 1 << 20, clientTracking: false })
 
+      const messageUpdate = (conn: Connection.Connection, data: A | Uint8Array, text: string | undefined, binary: boolean) =>
+        Update.make<MessagePayload<A>>({
+          adapter: name,
+          kind: "message",
+          id: `${conn.id}:${++conn.messagesIn}`,
+          key: conn.id,
+          text,
+          payload: { connection: conn.id, data, binary }
+        })
+      const answered = (conn: Connection.Connection, result: Intake.OfferResult) => {
+        if (result !== "busy") return
+        // never silently: count it, and by default tell the peer so it can retry
+        busy++
+        if (onBusy === "tell") Connection.trySend(conn, jsonCodec ? JSON.stringify({ error: "busy" }) : "busy")
+      }
       const onMessage = (conn: Connection.Connection, data: A | Uint8Array, text: string | undefined, binary: boolean) =>
-        Effect.map(
-          ctx.offer(Update.make<MessagePayload<A>>({
-            adapter: name,
-            kind: "message",
-            id: `${conn.id}:${++conn.messagesIn}`,
-            key: conn.id,
-            text,
-            payload: { connection: conn.id, data, binary }
-          })),
-          (result) => {
-            if (result !== "busy") return
-            // never silently: count it, and by default tell the peer so it can retry
-            busy++
-            if (onBusy === "tell") Connection.trySend(conn, jsonCodec ? JSON.stringify({ error: "busy" }) : "busy")
-          }
-        )
+        Effect.map(ctx.offer(messageUpdate(conn, data, text, binary)), (result) => answered(conn, result))
+      /**
+       * The fast path, from the socket's own 'message' callback: a frame with nothing ahead of it
+       * goes to the bot right away when the intake has room (a quick handler has even replied when
+       * this returns). `false`: the reader fiber takes it (backpressure, the first frame before the
+       * `open` update, a malformed message).
+       */
+      const deliverNow = (conn: Connection.Connection): boolean => {
+        if (conn.queued || !conn.opened || conn.closing || conn.closeCode !== undefined || conn.buffer.length !== 1) return false
+        const frame = conn.buffer[0]!
+        let data: A | Uint8Array
+        let text: string | undefined
+        if (typeof frame === "string") {
+          const decoded = codec.decode(frame)
+          if (!Exit.isSuccess(decoded)) return false
+          data = decoded.value
+          text = frame
+        } else {
+          data = frame
+        }
+        const result = ctx.tryOffer(messageUpdate(conn, data, text, typeof frame !== "string"))
+        if (result === undefined) {
+          conn.messagesIn-- // the reader offers it again under the same id
+          return false
+        }
+        conn.buffer.length = 0
+        counters.messagesIn++
+        answered(conn, result)
+        return true
+      }
       const lifecycle = (kind: "open" | "close") => (conn: Connection.Connection) =>
         ctx.offer(Update.make<LifecyclePayload>({
           adapter: name,
@@ -286,7 +315,13 @@ export const make = <A = string>(options: ServerOptions<A> = {}): WebSocketServe
         }).pipe(Effect.ensuring(Effect.sync(() => conns.delete(conn.id)))))))
         if (fiber.pollUnsafe() === undefined) conn.closer = fiber
       }
-      const driver: Connection.Driver = { frame: readyToRead, peerClose: readyToRead, end: closeConnection }
+      const driver: Connection.Driver = {
+        frame: (conn) => {
+          if (!deliverNow(conn)) readyToRead(conn)
+        },
+        peerClose: readyToRead,
+        end: closeConnection
+      }
 
       // Effect queues take their scheduler from a fiber; runFork evaluates synchronously, so this
       // answers the new queue at once.

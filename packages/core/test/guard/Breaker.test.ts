@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Stream } from "effect"
+import { Deferred, Effect, Fiber, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { Bot, BotManager, Breaker, Router } from "@fiberbot/core"
 import { LeakCheck, TestAdapter } from "@fiberbot/core/testing"
@@ -138,10 +138,12 @@ describe("Breaker", () => {
       const manager = yield* BotManager
       const test = yield* TestAdapter.make()
       let healthy = false
+      const probesHeld = yield* Deferred.make<void>()
       yield* manager.start(Bot.make({
         name: "flaky",
         adapters: [test.adapter],
-        router: Router.empty.on("message", () => Effect.suspend(() => healthy ? Effect.void : Effect.fail("down"))),
+        // healthy runs wait for `probesHeld`, so the probes are still running when the next offer comes
+        router: Router.empty.on("message", () => Effect.suspend(() => healthy ? Deferred.await(probesHeld) : Effect.fail("down"))),
         options: { breaker: { windowSize: 10, minimumCalls: 5, failureRateThreshold: 0.5, waitInOpenMs: 10_000, permittedProbes: 3 } }
       }))
       const breaker = manager.guard("flaky")!.breaker
@@ -155,6 +157,7 @@ describe("Breaker", () => {
       yield* TestClock.adjust("10 seconds")
       for (let i = 0; i < 3; i++) assert.strictEqual(yield* test.message(`p${i}`, "x"), "accepted")
       assert.strictEqual(yield* test.message("p4", "x"), "busy") // probes used up
+      yield* Deferred.succeed(probesHeld, undefined)
       yield* eventually(() => breaker.state() === "closed")
       assert.strictEqual(yield* test.message("after", "x"), "accepted")
       const transitions = yield* Fiber.join(seen)

@@ -32,9 +32,15 @@ export const userIdOf = (body: Record<string, unknown>): string | undefined =>
   idOf(body.from) ?? idOf(body.user) ?? idOf(body.sender_user) ?? idOf(body.voter_chat)
 
 /** The decoded update, or `undefined` when `raw` is not an update at all (no numeric `update_id`). */
-export const decode = (adapter: string, raw: unknown): TelegramUpdate | undefined => {
+export const decode = (adapter: string, raw: unknown, onDone?: (handled: boolean) => void): TelegramUpdate | undefined => {
   if (!isObject(raw) || typeof raw.update_id !== "number" || !Number.isSafeInteger(raw.update_id)) return undefined
-  const kind = Object.keys(raw).find((k) => k !== "update_id") ?? "unknown"
+  let kind = "unknown"
+  for (const k in raw) {
+    if (k !== "update_id") {
+      kind = k
+      break
+    }
+  }
   const body = isObject(raw[kind]) ? (raw[kind] as Record<string, unknown>) : {}
   const key = chatIdOf(body) ?? userIdOf(body) ?? `update:${kind}`
   const text = typeof body.text === "string" ? body.text : typeof body.caption === "string" ? body.caption : undefined
@@ -46,6 +52,7 @@ export const decode = (adapter: string, raw: unknown): TelegramUpdate | undefine
     key,
     payload: raw as unknown as TgUpdate,
     text,
-    callbackData
+    callbackData,
+    onDone
   })
 }

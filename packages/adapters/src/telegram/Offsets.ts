@@ -30,6 +30,8 @@ export interface Tracker {
   readonly outstanding: () => number
   /** Completes at the next move of the offset. */
   readonly progress: () => Effect.Effect<void>
+  /** Completes once at most `n` ids are outstanding (one wake-up, not one per move of the offset). */
+  readonly drainedTo: (n: number) => Effect.Effect<void>
   /** Forgets in-flight state (a new run); the finished window is kept. */
   readonly reset: () => void
 }
@@ -43,6 +45,8 @@ export const make = (options: { readonly window?: number | undefined } = {}): Tr
   let inFlight = new Set<number>()
   let highest = 0
   let moved = Deferred.makeUnsafe<void>()
+  let drained: Deferred.Deferred<void> | undefined
+  let drainTarget = 0
 
   const remember = (id: number) => {
     if (finished.has(id)) return
@@ -64,6 +68,11 @@ export const make = (options: { readonly window?: number | undefined } = {}): Tr
     const d = moved
     moved = Deferred.makeUnsafe<void>()
     Deferred.doneUnsafe(d, Exit.void)
+    if (drained !== undefined && order.length - head <= drainTarget) {
+      const w = drained
+      drained = undefined
+      Deferred.doneUnsafe(w, Exit.void)
+    }
   }
 
   return {
@@ -90,11 +99,19 @@ export const make = (options: { readonly window?: number | undefined } = {}): Tr
     next: () => (highest > 0 ? highest + 1 : undefined),
     outstanding: () => order.length - head,
     progress: () => Deferred.await(moved),
+    drainedTo: (n) =>
+      Effect.suspend(() => {
+        if (order.length - head <= n) return Effect.void
+        drainTarget = n
+        drained ??= Deferred.makeUnsafe<void>()
+        return Deferred.await(drained)
+      }),
     reset: () => {
       order = []
       head = 0
       inFlight = new Set()
       highest = 0
+      drained = undefined
     }
   }
 }

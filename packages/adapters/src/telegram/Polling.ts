@@ -6,7 +6,8 @@
  * backs off and retries for `conflictTimeout`, then fails with a message that says so. Then the
  * `telegram/poll` task loops: fetch, hand each new update to the intake, repeat. Delivery is
  * at-least-once: the offset sent with each fetch only moves past updates whose handlers finished
- * (see `Offsets`), fetching runs at most `limit` updates ahead of it, and on stop a last
+ * (see `Offsets`), fetching runs at most `limit` updates ahead of it (the next fetch starts when
+ * the outstanding updates will be handled within the idle part of a round trip), and on stop a last
  * `getUpdates(offset, limit 1, timeout 0)` confirms what drained. The pending long poll is
  * interrupted on stop (its request aborted), never waited for. Errors never end the loop
  * silently: 429 waits `retry_after`, other failures back off with jitter and are logged, and
@@ -93,15 +94,31 @@ export const prepare = (params: {
     const gauge = Metric.withAttributes(lastPollGauge, { bot: ctx.bot, adapter })
     tracker.reset()
 
+    // Pipelining (at-least-once): a fetch while updates are outstanding brings those back as
+    // re-sends (the offset cannot pass them), which cost bandwidth and a parse each; a fetch only
+    // after all finished leaves the handlers idle for a round trip. So the next fetch starts when
+    // what is outstanding will be handled within the part of a round trip this process spends
+    // idle (waiting on the network): on a fast link or a busy process, that is close to none.
+    // All three figures are moving averages, measured as the loop goes.
+    let idleRttMs = 0 // idle time of the event loop during a getUpdates answered at once
+    let perUpdateMs = 0 // how long the offset takes to move past one update
+    const ewma = (prev: number, sample: number) => (prev === 0 ? sample : prev * 0.8 + sample * 0.2)
+    const prefetchAt = () =>
+      perUpdateMs === 0 ? refill : Math.min(refill, Math.ceil(idleRttMs / perUpdateMs))
+
     const fetch = (pollTimeout: number) =>
       Effect.gen(function*() {
         const offset = atLeastOnce ? tracker.offset() : tracker.next()
+        // with updates outstanding, the server answers at once: a clean round-trip sample
+        const timed = tracker.outstanding() > 0
+        const elu = timed ? performance.eventLoopUtilization() : undefined
         const updates = yield* client.call("getUpdates", {
           ...(offset === undefined ? {} : { offset }),
           limit,
           timeout: pollTimeout,
           ...(allowed === undefined ? {} : { allowed_updates: allowed as never })
         }, { retry: false })
+        if (elu !== undefined) idleRttMs = ewma(idleRttMs, performance.eventLoopUtilization(elu).idle)
         const now = yield* Effect.clockWith((c) => c.currentTimeMillis)
         stats.lastPollAt = now
         yield* Metric.update(gauge, now / 1000)
@@ -119,12 +136,13 @@ export const prepare = (params: {
             tracker.skip(id)
             continue
           }
-          const decoded = Decode.decode(adapter, raw)
+          const decoded = Decode.decode(adapter, raw, (handled) => tracker.finish(id, handled))
           if (decoded === undefined) continue
           tracker.track(id)
           stats.fetched++
           fresh++
-          const result = yield* ctx.offer({ ...decoded, onDone: (handled) => tracker.finish(id, handled) })
+          // without waiting when the bot has room; through `offer` (backpressure) when it has none
+          const result = ctx.tryOffer(decoded) ?? (yield* ctx.offer(decoded))
           if (result === "busy") {
             // Dropped by the intake's policy: counted, and confirmed so it does not come back forever.
             stats.dropped++
@@ -185,10 +203,19 @@ export const prepare = (params: {
         // wait for a handler to finish, or the refetch interval, so other chats are not held up
         // for long and the loop does not spin.
         if (batch.length > 0 && fresh === 0) yield* Effect.timeoutOption(tracker.progress(), refetch)
-        // Never fetch further than `limit` ahead of the confirmed offset.
-        // Fetching past the window only returns re-sends, so wait until most of it finished: fewer,
-        // fuller fetches (the Bot API never answers more than `limit` from the offset).
-        if (atLeastOnce) while (tracker.outstanding() > refill) yield* tracker.progress()
+        // Never fetch further than `limit` ahead of the confirmed offset (the Bot API never answers
+        // more than `limit` from the offset): wait until the outstanding updates will be handled
+        // within a round trip (see `prefetchAt`), learning the handling rate meanwhile.
+        if (atLeastOnce) {
+          const before = tracker.outstanding()
+          const target = prefetchAt()
+          if (before > target) {
+            const since = performance.now()
+            yield* tracker.drainedTo(target)
+            const after = tracker.outstanding()
+            if (after < before) perUpdateMs = ewma(perUpdateMs, Math.max(0.001, (performance.now() - since) / (before - after)))
+          }
+        }
         const result = yield* Effect.result(fetch(timeout))
         if (result._tag === "Success") {
           failures = 0

@@ -128,6 +128,28 @@ describe("Telegram long polling", () => {
       assert.strictEqual(emu.pending(), 0)
     })))
 
+  it.live("at-least-once with quick handlers in a busy process: the next fetch waits for the batch, so updates are not fetched twice", () =>
+    withManager(Effect.gen(function*() {
+      const emu = yield* Emulator.make()
+      for (let i = 0; i < 1000; i++) emu.sendMessage({ chatId: 1 + (i % 50), text: `m${i}` })
+      const tg = adapterFor(emu)
+      const manager = yield* BotManager
+      let handled = 0
+      yield* manager.start(Bot.make({
+        name: "paced",
+        adapters: [tg.adapter],
+        router: Router.empty.on("message", () => Effect.andThen(Effect.promise(() => new Promise((r) => setImmediate(r))), Effect.sync(() => handled++)))
+      }))
+      yield* until(() => handled === 1000, 5000, "1,000 handled")
+      const { polling } = tg.status()
+      assert.strictEqual(polling.fetched, 1000)
+      // 1,000 updates in batches of 100: re-sends of unconfirmed updates stay a small share
+      assert.isAtMost(polling.duplicates, 100, `${polling.duplicates} re-sent updates`)
+      assert.isAtMost(emu.calls("getUpdates").length, 15)
+      yield* manager.stop("paced", { deadline: "2 seconds" })
+      assert.strictEqual(emu.confirmed(), 1000)
+    })))
+
   it.live("at-most-once delivery confirms on fetch and still keeps per-chat order", () =>
     withManager(Effect.gen(function*() {
       const emu = yield* Emulator.make()

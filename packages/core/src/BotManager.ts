@@ -22,6 +22,7 @@ import * as Handler from "./Handler.ts"
 import * as Intake from "./Intake.ts"
 import * as Supervisor from "./Supervisor.ts"
 import * as Task from "./Task.ts"
+import type * as Router from "./Router.ts"
 import * as Update from "./Update.ts"
 
 export type BotState = "running" | "stopping" | "stopped" | "failed"
@@ -168,22 +169,49 @@ const adapterStatus = (bot: Bot.Bot): Record<string, Readonly<Record<string, unk
   return Object.keys(out).length === 0 ? undefined : out
 }
 
+/** What the runs of one bot share. */
+interface BotRuns {
+  readonly name: string
+  readonly adapters: ReadonlyMap<string, Adapter>
+  readonly outcomes: { -readonly [K in keyof Outcomes]: number }
+  readonly breaker: Breaker.Breaker
+  readonly admission: Admission.Admission | undefined
+  readonly clock: () => number
+  readonly guarded: boolean
+  readonly metrics: boolean
+}
+
 /**
- * The context a handler run gets. A class, so an update costs one object: the command is parsed
- * and `reply` bound only when a handler asks for them.
+ * One handler run: the context the handler gets and the job the dispatcher runs, in one object
+ * (an update costs one allocation here). The command is parsed and `reply` bound only when a
+ * handler asks for them; the outcome is read from the run's exit in `done`, so nothing is added
+ * to the handler's effect but its scope.
  */
-class Context implements Handler.HandlerContext {
-  readonly bot: string
+class Run implements Handler.HandlerContext, Dispatcher.Job {
   readonly update: Update.Update
   readonly match: RegExpExecArray | undefined
-  readonly #adapter: Adapter | undefined
+  readonly task: string
+  readonly timeoutMs: number
+  readonly effect: Effect.Effect<void, unknown>
+  readonly #bot: BotRuns
+  readonly #started: number
+  readonly #t0: number
   #command: Update.Command | undefined | null = null
   #reply: Handler.HandlerContext["reply"] | undefined
-  constructor(bot: string, update: Update.Update, match: RegExpExecArray | undefined, adapter: Adapter | undefined) {
-    this.bot = bot
+  constructor(bot: BotRuns, update: Update.Update, route: Router.Resolved, timeoutMs: number) {
+    this.#bot = bot
     this.update = update
-    this.match = match
-    this.#adapter = adapter
+    this.match = route.match
+    this.task = route.task
+    this.timeoutMs = timeoutMs
+    this.#started = bot.metrics ? performance.now() : 0
+    this.#t0 = bot.guarded ? bot.clock() : 0
+    const handler = route.handler
+    // Each run has its own scope: what the handler acquires is released however the run ends.
+    this.effect = Effect.scoped(Effect.suspend(() => handler(this)))
+  }
+  get bot(): string {
+    return this.#bot.name
   }
   get text(): string | undefined {
     return this.update.text
@@ -195,11 +223,33 @@ class Context implements Handler.HandlerContext {
   /** A bound function, so `const { reply } = ctx` works. */
   get reply(): Handler.HandlerContext["reply"] {
     return this.#reply ??= (message) => {
-      const adapter = this.#adapter
+      const adapter = this.#bot.adapters.get(this.update.adapter)
       return adapter === undefined
-        ? Effect.fail(new ReplyError({ adapter: this.update.adapter, reason: `bot "${this.bot}" has no adapter of that name` }))
+        ? Effect.fail(new ReplyError({ adapter: this.update.adapter, reason: `bot "${this.#bot.name}" has no adapter of that name` }))
         : adapter.reply(this.update, Update.toOutbound(message))
     }
+  }
+  done(exit: Exit.Exit<void, unknown>, timedOut: boolean, context: EffectContext.Context<never>): Effect.Effect<void> | undefined {
+    const bot = this.#bot
+    const outcome = Handler.outcomeOf(exit, timedOut)
+    bot.outcomes[outcome]++
+    if (bot.guarded) {
+      // the breaker and the admission limit learn each run's latency and outcome
+      const now = bot.clock()
+      const t0 = this.#t0
+      if (outcome !== "interrupted") bot.breaker.record({ failure: outcome !== "success", durationMs: now - t0 })
+      bot.admission?.completed({ latencyMs: now - t0, timedOut: outcome === "timeout", now })
+    } else if (outcome !== "interrupted") {
+      // Without breaker options the breaker still judges half-open probes (after a watchdog or an
+      // alert released it), on failures only: no clock read per run.
+      bot.breaker.record({ failure: outcome !== "success", durationMs: 0 })
+    }
+    if (bot.metrics) Handler.recordMetrics(bot.name, this.task, outcome, (performance.now() - this.#started) / 1000, context)
+    if (outcome === "success" || outcome === "interrupted") return undefined
+    const cause = outcome === "timeout"
+      ? Cause.fail(new Handler.HandlerTimeout({ bot: bot.name, task: this.task, updateId: this.update.id, timeout: Duration.millis(this.timeoutMs) }))
+      : (exit as Exit.Failure<void, unknown>).cause
+    return Handler.report(outcome, cause, this.update.id)
   }
 }
 
@@ -244,29 +294,19 @@ const make = (options: ManagerOptions = {}): Effect.Effect<Service, never, Scope
       readonly admission: Admission.Admission | undefined
       readonly clock: () => number
     }) => {
-      const adapters = new Map<string, Adapter>(rb.bot.adapters.map((a) => [a.name, a]))
-      const name = rb.config.name
-      // Without breaker options the breaker still judges half-open probes (after a watchdog or an
-      // alert released it), on failures only: no clock read per run.
-      const plainOutcome = (outcome: Handler.Outcome) => {
-        rb.outcomes[outcome]++
-        if (outcome !== "interrupted") rb.breaker.record({ failure: outcome !== "success", durationMs: 0 })
+      const bot: BotRuns = {
+        name: rb.config.name,
+        adapters: new Map<string, Adapter>(rb.bot.adapters.map((a) => [a.name, a])),
+        outcomes: rb.outcomes,
+        breaker: rb.breaker,
+        admission: rb.admission,
+        clock: rb.clock,
+        // Only when a guard needs it: the run's latency, read from the clock at start and end.
+        guarded: rb.admission !== undefined || rb.breaker.recordsOutcomes,
+        metrics: rb.config.metrics
       }
-      const guarded = rb.admission !== undefined || rb.breaker.recordsOutcomes
-      // Only when a guard needs it: the run's latency and outcome, told to the breaker and the
-      // admission limit from the handler's own outcome callback (no extra effect per update).
-      const guardedOutcome = () => {
-        const t0 = rb.clock()
-        return (outcome: Handler.Outcome) => {
-          rb.outcomes[outcome]++
-          const now = rb.clock()
-          if (outcome !== "interrupted") rb.breaker.record({ failure: outcome !== "success", durationMs: now - t0 })
-          rb.admission?.completed({ latencyMs: now - t0, timedOut: outcome === "timeout", now })
-        }
-      }
-      const metrics = rb.config.metrics
       const defaultTimeoutMs = Duration.toMillis(rb.config.handlerTimeout)
-      const unhandled: Dispatcher.Job = { task: "handler/unhandled", effect: Effect.void, done: () => undefined }
+      const unhandled: Dispatcher.Job = { task: "handler/unhandled", timeoutMs: undefined, effect: Effect.void, done: () => undefined }
       return (update: Update.Update): Dispatcher.Job => {
         const resolved = rb.bot.router.resolve(update)
         if (resolved === undefined) {
@@ -275,30 +315,7 @@ const make = (options: ManagerOptions = {}): Effect.Effect<Service, never, Scope
           rb.breaker.record({ failure: false, durationMs: 0 }) // no route is not the bot failing
           return unhandled
         }
-        const task = resolved.task
-        const ctx = new Context(name, update, resolved.match, adapters.get(update.adapter))
-        const onOutcome = guarded ? guardedOutcome() : plainOutcome
-        const timeoutMs = resolved.timeoutMs ?? defaultTimeoutMs
-        const started = metrics ? performance.now() : 0
-        const handler = resolved.handler
-        return {
-          task,
-          timeoutMs,
-          // Each run has its own scope: what the handler acquires is released however the run ends.
-          effect: Effect.scoped(Effect.suspend(() => handler(ctx))),
-          // The outcome is read from the fiber's exit: nothing is added to the run itself, and only
-          // a failure costs an effect (its log line).
-          done: (exit, timedOut, context) => {
-            const outcome = Handler.outcomeOf(exit, timedOut)
-            onOutcome(outcome)
-            if (metrics) Handler.recordMetrics(name, task, outcome, (performance.now() - started) / 1000, context)
-            if (outcome === "success" || outcome === "interrupted") return undefined
-            const cause = outcome === "timeout"
-              ? Cause.fail(new Handler.HandlerTimeout({ bot: name, task, updateId: update.id, timeout: Duration.millis(timeoutMs) }))
-              : (exit as Exit.Failure<void, unknown>).cause
-            return Handler.report(outcome, cause, update.id)
-          }
-        }
+        return new Run(bot, update, resolved, resolved.timeoutMs ?? defaultTimeoutMs)
       }
     }
 

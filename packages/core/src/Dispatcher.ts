@@ -94,6 +94,8 @@ class Deadlines {
   }
 }
 
+const NONE: Array<Update> = []
+
 /** Runs started in one scheduled task at most; more wait for the next, so I/O gets its turn. */
 const BATCH_MAX = 1024
 
@@ -128,8 +130,9 @@ export const make = (options: {
       }
       return found
     }
+    // Per key with updates admitted: those waiting behind the running one. Most keys never have
+    // one waiting, so they share the empty `NONE` until a second update arrives.
     const pending = new Map<string, Array<Update>>()
-    const current = new Map<string, string>()
     const deadlines = new Deadlines()
     const idle = Deferred.makeUnsafe<void>()
     let capacity: Deferred.Deferred<void> | undefined
@@ -144,12 +147,12 @@ export const make = (options: {
     }
 
     const finish = (key: string, update: Update, handled: boolean): void => {
-      current.delete(key)
       admitted--
       completed++
       update.onDone?.(handled)
       if (capacity !== undefined && admitted < concurrency) Deferred.doneUnsafe(capacity, Exit.void)
-      const next = pending.get(key)?.shift()
+      const waiting = pending.get(key)
+      const next = waiting === undefined || waiting === NONE ? undefined : waiting.shift()
       if (next !== undefined) {
         startSoon(key, next)
       } else {
@@ -187,7 +190,6 @@ export const make = (options: {
     const start = (key: string, update: Update): void => {
       if (closed) return finish(key, update, false)
       const job = prepare(update)
-      current.set(key, job.task)
       const timeoutMs = job.timeoutMs
       const run: Run = {
         deadline: timeoutMs === undefined ? Number.POSITIVE_INFINITY : clock.currentTimeMillisUnsafe() + timeoutMs,
@@ -236,10 +238,11 @@ export const make = (options: {
       admitted++
       const queue = pending.get(update.key)
       if (queue !== undefined) {
-        queue.push(update)
+        if (queue === NONE) pending.set(update.key, [update])
+        else queue.push(update)
         return
       }
-      pending.set(update.key, [])
+      pending.set(update.key, NONE)
       if (now && !starting) start(update.key, update)
       else startSoon(update.key, update)
     }
@@ -303,7 +306,7 @@ export const make = (options: {
     return {
       inFlight: () => admitted,
       keys: () => pending.size,
-      running: () => [...current.values()],
+      running: () => [...runs].map((fiber) => fiber.getRef(Task.CurrentTask)),
       idle: Deferred.await(idle),
       completed: () => completed
     }

@@ -55,8 +55,16 @@ interface FiberInternals {
 
 type Marked = Fiber.Fiber<unknown, unknown>
 
+/** Fibers kept in `young` before a flush. */
+const YOUNG_MAX = 256
+
 export class FiberRegistryImpl {
   readonly #live = new Map<number, Entry>()
+  // Fibers seen lately, not yet in `#live`: most fibers (a quick handler run) end before anyone
+  // looks, so they are only pushed here and dropped at the next flush, which moves the ones still
+  // alive into `#live`. Every reader flushes first, so nothing alive is ever missed.
+  readonly #young: Array<Marked> = []
+  readonly #youngAt: Array<number> = []
   #started = 0
 
   /** Fibers seen since the registry was made. */
@@ -65,28 +73,57 @@ export class FiberRegistryImpl {
   }
 
   get size(): number {
+    this.#flush()
     return this.#live.size
+  }
+
+  #flush(): void {
+    const young = this.#young
+    if (young.length === 0) return
+    const live = this.#live
+    for (let i = 0; i < young.length; i++) {
+      const fiber = young[i]!
+      if (fiber.pollUnsafe() !== undefined) continue
+      live.set(fiber.id, { fiber, startedAt: this.#youngAt[i]!, parent: (fiber as unknown as FiberInternals)._parent?.id })
+      fiber.addObserver(() => live.delete(fiber.id))
+    }
+    young.length = 0
+    this.#youngAt.length = 0
   }
 
   /** A tracer that records fibers and delegates spans to `base`. */
   tracer(base: Tracer.Tracer): Tracer.Tracer {
     const live = this.#live
-    const self = this
+    const young = this.#young
+    const youngAt = this.#youngAt
     const baseContext = base.context
-    // A fiber is looked up by id rather than marked with a property: adding a property to every
-    // fiber object changes its shape, which cost the whole run loop a few percent.
-    const record = (fiber: Marked) => {
-      self.#started++
-      live.set(fiber.id, { fiber, startedAt: Date.now(), parent: (fiber as unknown as FiberInternals)._parent?.id })
-      fiber.addObserver(() => live.delete(fiber.id))
-    }
+    // Fiber ids only grow: a fiber with an id above every id seen is new and goes to `young`
+    // without a look-up. A fiber is looked up by id rather than marked with a property: adding a
+    // property to every fiber object changes its shape, which cost the whole run loop a few percent.
+    let maxSeen = -1
     // The hook runs for every operation; consecutive operations are mostly the same fiber's, so
-    // the map is only asked when the fiber changes.
+    // anything is only asked when the fiber changes.
     let last: unknown = undefined
     const see = (fiber: Marked) => {
       if (fiber === last) return
       last = fiber
-      if (!live.has(fiber.id)) record(fiber)
+      const id = fiber.id
+      if (id > maxSeen) {
+        maxSeen = id
+        this.#started++
+        young.push(fiber)
+        youngAt.push(Date.now())
+        if (young.length >= YOUNG_MAX) this.#flush()
+        return
+      }
+      if (live.has(id)) return
+      // an older fiber: seen lately (it is in `young`), or running its first operation now
+      this.#flush()
+      if (!live.has(id)) {
+        this.#started++
+        live.set(id, { fiber, startedAt: Date.now(), parent: (fiber as unknown as FiberInternals)._parent?.id })
+        fiber.addObserver(() => live.delete(id))
+      }
     }
     return Tracer.make({
       span: (options) => base.span(options),
@@ -110,6 +147,7 @@ export class FiberRegistryImpl {
     const byBot = new Map<string, number>()
     const byTask = new Map<string, number>()
     let total = 0
+    this.#flush()
     for (const { fiber } of this.#live.values()) {
       if (fiber.pollUnsafe() !== undefined) continue
       total++
@@ -125,6 +163,7 @@ export class FiberRegistryImpl {
   fibers(filter?: { readonly bot?: string | undefined }): ReadonlyArray<LiveFiber> {
     const now = Date.now()
     const out: Array<LiveFiber> = []
+    this.#flush()
     for (const { fiber, startedAt, parent } of this.#live.values()) {
       if (fiber.pollUnsafe() !== undefined) continue
       const bot = fiber.getRef(CurrentBot)

@@ -299,6 +299,7 @@ export const make = (config: Config): DiscordAdapter => {
       }
       const throttler = yield* IdentifyThrottler.make({ maxConcurrency, remaining, resetAfterMs: resetAfter, history: identifyHistory })
       const t = config.timing ?? {}
+      const refused = new WeakSet<Shard.GatewayPayload>()
       const onDispatch = (p: Shard.GatewayPayload, shard: Shard.Shard): Effect.Effect<void> => {
         const type = p.t!
         if (ignore.has(type)) return Effect.void
@@ -307,7 +308,8 @@ export const make = (config: Config): DiscordAdapter => {
         // The shard keeps reading and heartbeating whatever the bot can take: a dispatch it is too
         // busy for (intake full with reject-busy, or the breaker open) is shed and counted, never
         // buffered without bound. The first of each busy spell is logged.
-        return Effect.flatMap(ctx.offer(toUpdate(type, d, shard.id, p.s ?? undefined, "gateway")), (result) => {
+        const offered = refused.delete(p) ? Effect.succeed("busy" as const) : ctx.offer(toUpdate(type, d, shard.id, p.s ?? undefined, "gateway"))
+        return Effect.flatMap(offered, (result) => {
           if (result !== "busy") {
             busySpell = false
             return Effect.void
@@ -317,6 +319,21 @@ export const make = (config: Config): DiscordAdapter => {
           busySpell = true
           return Effect.logWarning(`${name}: the bot is busy; shedding dispatches until it takes them again (${shed} shed so far)`)
         })
+      }
+      // The fast path from the socket's callback: with room in the bot, a dispatch is handed over
+      // without an effect. Busy answers go the effectful way (shed, counted, the first one logged).
+      const onDispatchNow = (p: Shard.GatewayPayload, shard: Shard.Shard): boolean => {
+        const type = p.t!
+        if (ignore.has(type)) return true
+        if (type === "INTERACTION_CREATE" || busySpell) return false
+        const result = ctx.tryOffer(toUpdate(type, p.d as any, shard.id, p.s ?? undefined, "gateway"))
+        if (result === undefined) return false
+        if (result === "busy") {
+          // already refused: `onDispatch` only counts and logs it, without offering it again
+          refused.add(p)
+          return false
+        }
+        return true
       }
       shards = []
       for (const id of ids) {
@@ -340,7 +357,8 @@ export const make = (config: Config): DiscordAdapter => {
           inboxHighWater: t.inboxHighWater ?? 1024,
           store,
           throttler,
-          onDispatch
+          onDispatch,
+          onDispatchNow
         })
         shard.setStopMode(stopMode)
         shards.push(shard)

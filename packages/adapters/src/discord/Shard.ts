@@ -67,6 +67,12 @@ export interface ShardConfig {
   readonly store: SessionStore
   readonly throttler: IdentifyThrottler
   readonly onDispatch: (payload: GatewayPayload, shard: Shard) => Effect.Effect<void>
+  /**
+   * Optional fast path, called from the socket's callback for a dispatch with nothing queued ahead
+   * of it on a ready connection: `true` when it was handed over (the sequence then moves past it),
+   * `false` to take it through `onDispatch` on the reader fiber instead.
+   */
+  readonly onDispatchNow?: ((payload: GatewayPayload, shard: Shard) => boolean) | undefined
 }
 
 type Outcome =
@@ -148,6 +154,9 @@ export const make = (config: ShardConfig): Effect.Effect<Shard> =>
 
     const payloadOf = (op: number, d: unknown) => JSON.stringify({ op, d })
     const attrs = { shard: String(config.id) }
+    // made once: labelling a metric computes its key, too costly for every payload
+    const payloads = Metric.withAttributes(payloadsTotal, attrs)
+    const context = yield* Effect.context<never>()
     const count = (metric: Metric.Metric<number, unknown>, n = 1, extra?: Record<string, string>) =>
       Metric.update(Metric.withAttributes(metric, extra === undefined ? attrs : { ...attrs, ...extra }), n)
 
@@ -207,6 +216,9 @@ export const make = (config: ShardConfig): Effect.Effect<Shard> =>
         let closeCode = CLOSE_RECONNECT
         let readyAt: number | undefined
         let paused = false
+        // the reader holds taken payloads (possibly waiting on the bot): later ones must queue behind
+        let readerBusy = false
+        const dispatchNow = config.onDispatchNow
         const url = withQuery(resume && session !== undefined ? session.resumeUrl : config.gatewayUrl, config.compress)
 
         const ws = yield* Effect.acquireRelease(
@@ -222,6 +234,15 @@ export const make = (config: ShardConfig): Effect.Effect<Shard> =>
                 item = { _tag: "payload", payload: JSON.parse(text) as GatewayPayload }
               } catch (e) {
                 item = { _tag: "bad", error: String(e) }
+              }
+              if (item._tag === "payload" && !readerBusy && readyAt !== undefined && dispatchNow !== undefined && Queue.sizeUnsafe(inbox) === 0) {
+                // nothing ahead of it: hand a dispatch over right here, without a trip through the reader
+                const p = item.payload
+                if (p.op === 0 && p.t !== "READY" && p.t !== "RESUMED" && dispatchNow(p, shard)) {
+                  if (typeof p.s === "number") seq = p.s
+                  payloads.updateUnsafe(1, context)
+                  return
+                }
               }
               Queue.offerUnsafe(inbox, item)
               if (!paused && Queue.sizeUnsafe(inbox) >= config.inboxHighWater) {
@@ -385,8 +406,10 @@ export const make = (config: ShardConfig): Effect.Effect<Shard> =>
 
         const reader = Effect.gen(function*() {
           while (true) {
+            readerBusy = false
             const items = yield* Queue.takeAll(inbox)
-            yield* count(payloadsTotal, items.length)
+            readerBusy = true
+            payloads.updateUnsafe(items.length, context)
             for (const item of items) {
               if (item._tag === "closed") {
                 lastClose = { code: item.code, reason: item.reason }

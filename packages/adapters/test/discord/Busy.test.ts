@@ -29,10 +29,42 @@ describe("Discord gateway when the bot is busy", () => {
       for (let i = 2; i < 5; i++) emu.messageCreate({ channelId: "7", content: `m${i}` })
       yield* pump(() => discord.shed() >= 3, { what: "3 dispatches shed" })
       assert.strictEqual(discord.shards()[0]!.state, "ready")
+      // each shed dispatch was offered once: the intake refused exactly as many as were shed
+      yield* refresh
+      assert.strictEqual(status?.intake.rejected, discord.shed())
       yield* Deferred.succeed(gate, undefined)
       const report = yield* stopBot("slow")
       // the stop report carries the count too (other dispatches may have arrived while busy)
       assert.isAtLeast(discord.shed(), 3)
       assert.strictEqual((report.adapters?.discord as { readonly shed: number } | undefined)?.shed, discord.shed())
+    })))
+
+  it.effect("a burst over a bot with little room: dispatches go straight in or through the reader, and each channel keeps its order", () =>
+    withManager(Effect.gen(function*() {
+      const emu = yield* DiscordEmulator.make()
+      const discord = adapterFor(emu)
+      const seen = new Map<string, Array<number>>()
+      let handled = 0
+      yield* startBot(Bot.make({
+        name: "burst",
+        adapters: [discord.adapter],
+        // every third run waits a turn, so the bot fills up and the shard falls back to its reader
+        router: Router.empty.on("message", (ctx) =>
+          Effect.andThen(Number(ctx.text) % 3 === 0 ? Effect.yieldNow : Effect.void, Effect.sync(() => {
+            const channel = ctx.update.key
+            seen.set(channel, [...(seen.get(channel) ?? []), Number(ctx.text)])
+            handled++
+          }))),
+        options: { concurrency: 2, intake: { capacity: 2, policy: "backpressure" }, startTimeout: "10 minutes" }
+      }))
+      const total = 2000
+      for (let i = 0; i < total; i++) emu.messageCreate({ channelId: String(i % 7), content: String(i) })
+      yield* pump(() => handled === total, { what: "all handled", rounds: 2000 })
+      for (const [channel, order] of seen) {
+        const sent = Array.from({ length: total }, (_, i) => i).filter((i) => String(i % 7) === channel)
+        assert.deepStrictEqual(order, sent, `channel ${channel} out of order`)
+      }
+      assert.strictEqual(discord.shed(), 0)
+      yield* stopBot("burst")
     })))
 })

@@ -49,7 +49,7 @@ interface Run {
   readonly deadline: number
   readonly timeoutMs: number
   timedOut: boolean
-  fiber: Fiber.Fiber<void, unknown> | undefined
+  readonly fiber: Fiber.Fiber<void, unknown>
 }
 
 /** Deadlines of the runs in progress, one insertion-ordered FIFO per distinct timeout. */
@@ -187,16 +187,26 @@ export const make = (options: {
       else batchScheduled = false
     }
 
+    const complete = (
+      key: string,
+      update: Update,
+      job: Job,
+      forker: { readonly context: Context.Context<never>; readonly fork: ReturnType<typeof Effect.runForkWith<never>> },
+      exit: Exit.Exit<void, unknown>,
+      timedOut: boolean
+    ): void => {
+      const after = job.done(exit, timedOut, forker.context)
+      if (after !== undefined && !closed) {
+        const reporter = forker.fork(after)
+        runs.add(reporter)
+        reporter.addObserver(() => runs.delete(reporter))
+      }
+      finish(key, update, Exit.isSuccess(exit) || timedOut || !Cause.hasInterruptsOnly(exit.cause))
+    }
+
     const start = (key: string, update: Update): void => {
       if (closed) return finish(key, update, false)
       const job = prepare(update)
-      const timeoutMs = job.timeoutMs
-      const run: Run = {
-        deadline: timeoutMs === undefined ? Number.POSITIVE_INFINITY : clock.currentTimeMillisUnsafe() + timeoutMs,
-        timeoutMs: timeoutMs ?? Number.POSITIVE_INFINITY,
-        timedOut: false,
-        fiber: undefined
-      }
       const forker = forkerFor(job.task)
       starting = true
       let fiber: Fiber.Fiber<void, unknown>
@@ -205,27 +215,28 @@ export const make = (options: {
       } finally {
         starting = false
       }
-      run.fiber = fiber
       // A run that finished while it was started (no I/O) needs no bookkeeping and no deadline.
-      const alive = fiber.pollUnsafe() === undefined
-      const timed = alive && timeoutMs !== undefined
-      if (alive) runs.add(fiber)
-      if (timed) {
+      const exit = fiber.pollUnsafe()
+      if (exit !== undefined) return complete(key, update, job, forker, exit, false)
+      // The deadline counts from here: the run's synchronous start cannot be interrupted anyway.
+      const timeoutMs = job.timeoutMs
+      const run: Run = {
+        deadline: timeoutMs === undefined ? Number.POSITIVE_INFINITY : clock.currentTimeMillisUnsafe() + timeoutMs,
+        timeoutMs: timeoutMs ?? Number.POSITIVE_INFINITY,
+        timedOut: false,
+        fiber
+      }
+      runs.add(fiber)
+      if (timeoutMs !== undefined) {
         deadlines.add(run)
         if (run.deadline < sleepingUntil) Deferred.doneUnsafe(wake, Exit.void)
       }
       fiber.addObserver((exit) => {
         // The sweeper is not woken when this was the last deadline: quick runs would wake it (and
         // make it set a timer again) once per run. Its timer finds nothing to do and it then idles.
-        if (alive) runs.delete(fiber)
-        if (timed) deadlines.remove(run)
-        const after = job.done(exit, run.timedOut, forker.context)
-        if (after !== undefined && !closed) {
-          const reporter = forker.fork(after)
-          runs.add(reporter)
-          reporter.addObserver(() => runs.delete(reporter))
-        }
-        finish(key, update, Exit.isSuccess(exit) || run.timedOut || !Cause.hasInterruptsOnly(exit.cause))
+        runs.delete(fiber)
+        if (timeoutMs !== undefined) deadlines.remove(run)
+        complete(key, update, job, forker, exit, run.timedOut)
       })
     }
 
@@ -290,7 +301,7 @@ export const make = (options: {
         const now = clock.currentTimeMillisUnsafe()
         for (const run of deadlines.expire(now)) {
           run.timedOut = true
-          run.fiber?.interruptUnsafe()
+          run.fiber.interruptUnsafe()
         }
         const next = deadlines.earliest()
         wake = Deferred.makeUnsafe<void>()

@@ -62,9 +62,10 @@ export class FiberRegistryImpl {
   readonly #live = new Map<number, Entry>()
   // Fibers seen lately, not yet in `#live`: most fibers (a quick handler run) end before anyone
   // looks, so they are only pushed here and dropped at the next flush, which moves the ones still
-  // alive into `#live`. Every reader flushes first, so nothing alive is ever missed.
+  // alive into `#live`. Every reader flushes first, so nothing alive is ever missed. A fiber's age
+  // counts from the flush that found it alive (one clock read per flush, not per fiber): flushes
+  // come every few hundred new fibers, whenever an older fiber runs, and before every read.
   readonly #young: Array<Marked> = []
-  readonly #youngAt: Array<number> = []
   #started = 0
 
   /** Fibers seen since the registry was made. */
@@ -81,21 +82,21 @@ export class FiberRegistryImpl {
     const young = this.#young
     if (young.length === 0) return
     const live = this.#live
+    let now: number | undefined
     for (let i = 0; i < young.length; i++) {
       const fiber = young[i]!
       if (fiber.pollUnsafe() !== undefined) continue
-      live.set(fiber.id, { fiber, startedAt: this.#youngAt[i]!, parent: (fiber as unknown as FiberInternals)._parent?.id })
+      now ??= Date.now()
+      live.set(fiber.id, { fiber, startedAt: now, parent: (fiber as unknown as FiberInternals)._parent?.id })
       fiber.addObserver(() => live.delete(fiber.id))
     }
     young.length = 0
-    this.#youngAt.length = 0
   }
 
   /** A tracer that records fibers and delegates spans to `base`. */
   tracer(base: Tracer.Tracer): Tracer.Tracer {
     const live = this.#live
     const young = this.#young
-    const youngAt = this.#youngAt
     const baseContext = base.context
     // Fiber ids only grow: a fiber with an id above every id seen is new and goes to `young`
     // without a look-up. A fiber is looked up by id rather than marked with a property: adding a
@@ -104,6 +105,7 @@ export class FiberRegistryImpl {
     // The hook runs for every operation; consecutive operations are mostly the same fiber's, so
     // anything is only asked when the fiber changes.
     let last: unknown = undefined
+    let lastOld: unknown = undefined
     const see = (fiber: Marked) => {
       if (fiber === last) return
       last = fiber
@@ -112,11 +114,14 @@ export class FiberRegistryImpl {
         maxSeen = id
         this.#started++
         young.push(fiber)
-        youngAt.push(Date.now())
         if (young.length >= YOUNG_MAX) this.#flush()
         return
       }
-      if (live.has(id)) return
+      // the older fiber most recently found in `live` (the one new fibers usually alternate with)
+      if (fiber === lastOld || live.has(id)) {
+        lastOld = fiber
+        return
+      }
       // an older fiber: seen lately (it is in `young`), or running its first operation now
       this.#flush()
       if (!live.has(id)) {

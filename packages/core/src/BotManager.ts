@@ -206,9 +206,16 @@ class Run implements Handler.HandlerContext, Dispatcher.Job {
     this.timeoutMs = timeoutMs
     this.#started = bot.metrics ? performance.now() : 0
     this.#t0 = bot.guarded ? bot.clock() : 0
-    const handler = route.handler
     // Each run has its own scope: what the handler acquires is released however the run ends.
-    this.effect = Effect.scoped(Effect.suspend(() => handler(this)))
+    // The handler is called here, right before its fiber starts (the same as a suspend, one object
+    // less); a handler that throws instead of returning an effect dies like one that fails.
+    let effect: Effect.Effect<void, unknown, Scope.Scope>
+    try {
+      effect = route.handler(this)
+    } catch (error) {
+      effect = Effect.die(error)
+    }
+    this.effect = Effect.scoped(effect)
   }
   get bot(): string {
     return this.#bot.name

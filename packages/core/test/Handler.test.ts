@@ -116,11 +116,14 @@ describe("Handler", () => {
           .command("pay", () => Effect.fail(new PaymentDeclined({ amount: 5 })))
           .command("crash", () => Effect.die("boom"))
           .command("slow", () => Effect.sleep("1 minute"))
+          .command("throws", () => {
+            throw new Error("no effect returned")
+          })
           .on("message", () => Effect.void),
         { handlerTimeout: "1 second" },
         "outcomes" // metrics are process-wide: a bot name of its own
       )
-      const texts = ["/pay", "/crash", "/slow", "ok", "ok"]
+      const texts = ["/pay", "/crash", "/slow", "ok", "ok", "/throws"]
       for (let i = 0; i < texts.length; i++) yield* test.send({ key: "c", id: `u${i}`, text: texts[i] })
       yield* settle()
       yield* TestClock.adjust("1 second")
@@ -134,11 +137,13 @@ describe("Handler", () => {
       assert.strictEqual(count("handler/command/crash", "defect"), 1)
       assert.strictEqual(count("handler/command/slow", "timeout"), 1)
       assert.strictEqual(count("handler/message", "success"), 2)
+      assert.strictEqual(count("handler/command/throws", "defect"), 1)
       const errors = lines.filter((l) => l.level === 50).map((l) => [l.msg, l.task, l.outcome, l.update])
       assert.sameDeepMembers(errors, [
         ["handler failed", "handler/command/pay", "failure", "u0"],
         ["handler died", "handler/command/crash", "defect", "u1"],
-        ["handler timed out", "handler/command/slow", "timeout", "u2"]
+        ["handler timed out", "handler/command/slow", "timeout", "u2"],
+        ["handler died", "handler/command/throws", "defect", "u5"]
       ])
       yield* manager.stop("outcomes")
     })).pipe(Effect.provide(BotManager.layer), Effect.provide(logs))

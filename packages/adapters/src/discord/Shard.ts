@@ -101,7 +101,10 @@ const connectsTotal = Metric.counter("fiberbot_discord_gateway_connects_total", 
 const identifiesTotal = Metric.counter("fiberbot_discord_gateway_identifies_total", { description: "IDENTIFY sent, by shard", incremental: true })
 const resumesTotal = Metric.counter("fiberbot_discord_gateway_resumes_total", { description: "RESUME sent, by shard", incremental: true })
 const closesTotal = Metric.counter("fiberbot_discord_gateway_closes_total", { description: "Gateway connections ended, by shard and outcome", incremental: true })
-const payloadsTotal = Metric.counter("fiberbot_discord_gateway_payloads_total", { description: "Gateway payloads received, by shard", incremental: true })
+// per shard, a metric of its own with the label built in: counted for every payload, so no
+// labelled view (which adds the label to the context on each update)
+const payloadsOf = (shard: string) =>
+  Metric.counter("fiberbot_discord_gateway_payloads_total", { description: "Gateway payloads received, by shard", incremental: true, attributes: { shard } })
 const latencyMs = Metric.gauge("fiberbot_discord_gateway_latency_ms", { description: "Last heartbeat round trip, by shard" })
 
 type InboxItem =
@@ -155,7 +158,7 @@ export const make = (config: ShardConfig): Effect.Effect<Shard> =>
     const payloadOf = (op: number, d: unknown) => JSON.stringify({ op, d })
     const attrs = { shard: String(config.id) }
     // made once: labelling a metric computes its key, too costly for every payload
-    const payloads = Metric.withAttributes(payloadsTotal, attrs)
+    const payloads = payloadsOf(attrs.shard)
     const context = yield* Effect.context<never>()
     const count = (metric: Metric.Metric<number, unknown>, n = 1, extra?: Record<string, string>) =>
       Metric.update(Metric.withAttributes(metric, extra === undefined ? attrs : { ...attrs, ...extra }), n)

@@ -179,6 +179,8 @@ interface BotRuns {
   readonly clock: () => number
   readonly guarded: boolean
   readonly metrics: boolean
+  /** Handler metrics by task (routes are few: bounded by the router). */
+  readonly series: Map<string, Handler.Series>
 }
 
 /**
@@ -251,7 +253,14 @@ class Run implements Handler.HandlerContext, Dispatcher.Job {
       // alert released it), on failures only: no clock read per run.
       bot.breaker.record({ failure: outcome !== "success", durationMs: 0 })
     }
-    if (bot.metrics) Handler.recordMetrics(bot.name, this.task, outcome, (performance.now() - this.#started) / 1000, context)
+    if (bot.metrics) {
+      let series = bot.series.get(this.task)
+      if (series === undefined) {
+        series = Handler.seriesFor(bot.name, this.task, context)
+        bot.series.set(this.task, series)
+      }
+      series.record(outcome, (performance.now() - this.#started) / 1000)
+    }
     if (outcome === "success" || outcome === "interrupted") return undefined
     const cause = outcome === "timeout"
       ? Cause.fail(new Handler.HandlerTimeout({ bot: bot.name, task: this.task, updateId: this.update.id, timeout: Duration.millis(this.timeoutMs) }))
@@ -310,7 +319,8 @@ const make = (options: ManagerOptions = {}): Effect.Effect<Service, never, Scope
         clock: rb.clock,
         // Only when a guard needs it: the run's latency, read from the clock at start and end.
         guarded: rb.admission !== undefined || rb.breaker.recordsOutcomes,
-        metrics: rb.config.metrics
+        metrics: rb.config.metrics,
+        series: new Map()
       }
       const defaultTimeoutMs = Duration.toMillis(rb.config.handlerTimeout)
       const unhandled: Dispatcher.Job = { task: "handler/unhandled", timeoutMs: undefined, effect: Effect.void, done: () => undefined }

@@ -38,53 +38,84 @@ export class HandlerTimeout extends Data.TaggedError("HandlerTimeout")<{
 
 export type Outcome = "success" | "failure" | "defect" | "timeout" | "interrupted"
 
-// Each series is a metric of its own with its labels built in: a labelled view
-// (`Metric.withAttributes`) adds the labels to the context on every update, which costs an
-// allocation and more look-ups per run.
-const runsOf = (bot: string, task: string, outcome: Outcome) =>
-  Metric.counter("fiberbot_handler_runs_total", {
-    description: "Handler runs by bot, task and outcome",
-    incremental: true,
-    attributes: { bot, task, outcome }
-  })
-const secondsOf = (bot: string, task: string) =>
-  Metric.histogram("fiberbot_handler_duration_seconds", {
-    description: "Handler run time",
-    boundaries: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
-    attributes: { bot, task }
-  })
+const BOUNDARIES = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30]
+const OUTCOMES: ReadonlyArray<Outcome> = ["success", "failure", "defect", "timeout", "interrupted"]
 
-interface Series {
-  readonly runs: Record<Outcome, Metric.Metric<number, unknown>>
-  readonly seconds: Metric.Metric<number, unknown>
+/**
+ * The handler metrics of one bot and task, kept as plain numbers and read by the metric registry
+ * when it is exported (`Metric.registerUnsafe`). An update through Effect's metrics looks the
+ * series up in the registry every time: twice per handler run, that was a tenth of the run.
+ */
+export class Series {
+  readonly runs: Record<Outcome, number> = { success: 0, failure: 0, defect: 0, timeout: 0, interrupted: 0 }
+  readonly buckets = new Uint32Array(BOUNDARIES.length + 1)
+  count = 0
+  sum = 0
+  min = Number.MAX_VALUE
+  max = -Number.MAX_VALUE
+
+  constructor(bot: string, task: string, context: Context.Context<never>) {
+    for (const outcome of OUTCOMES) {
+      Metric.registerUnsafe(
+        Metric.counter("fiberbot_handler_runs_total", {
+          description: "Handler runs by bot, task and outcome",
+          incremental: true,
+          attributes: { bot, task, outcome }
+        }),
+        context,
+        { get: () => ({ count: this.runs[outcome], incremental: true }), update: () => {}, modify: () => {} }
+      )
+    }
+    Metric.registerUnsafe(
+      Metric.histogram("fiberbot_handler_duration_seconds", { description: "Handler run time", boundaries: BOUNDARIES, attributes: { bot, task } }),
+      context,
+      {
+        get: () => {
+          let cumulated = 0
+          const buckets = BOUNDARIES.map((boundary, i): [number, number] => [boundary, cumulated += this.buckets[i]!])
+          return { buckets, count: this.count, min: this.min, max: this.max, sum: this.sum }
+        },
+        update: () => {},
+        modify: () => {}
+      }
+    )
+  }
+
+  record(outcome: Outcome, seconds: number): void {
+    this.runs[outcome]++
+    let i = 0
+    while (i < BOUNDARIES.length && seconds > BOUNDARIES[i]!) i++
+    this.buckets[i]!++
+    this.count++
+    this.sum += seconds
+    if (seconds < this.min) this.min = seconds
+    if (seconds > this.max) this.max = seconds
+  }
 }
 
-// One labelled series per bot and task, made once: building a labelled metric computes its key
-// from the labels, which cost a third of dispatch throughput when done for every run. Keyed by bot,
-// then task: two look-ups of strings that already exist, no key string built per run.
-const series = new Map<string, Map<string, Series>>()
+// One series per metric registry, bot and task, made once. Keyed by registry (tests and apps may
+// have their own), then bot, then task: look-ups of objects and strings that already exist.
+const series = new WeakMap<object, Map<string, Map<string, Series>>>()
 const SERIES_MAX = 10_000
 
-const seriesFor = (bot: string, task: string): Series => {
-  let ofBot = series.get(bot)
+/** The handler metrics of `bot` and `task` in the metric registry of `context`. */
+export const seriesFor = (bot: string, task: string, context: Context.Context<never>): Series => {
+  const registry = Context.get(context, Metric.MetricRegistry)
+  let ofRegistry = series.get(registry)
+  if (ofRegistry === undefined) {
+    ofRegistry = new Map()
+    series.set(registry, ofRegistry)
+  }
+  let ofBot = ofRegistry.get(bot)
   if (ofBot === undefined) {
-    if (series.size >= SERIES_MAX) series.clear() // bounded: bot names come from configuration
+    if (ofRegistry.size >= SERIES_MAX) ofRegistry.clear() // bounded: bot names come from configuration
     ofBot = new Map()
-    series.set(bot, ofBot)
+    ofRegistry.set(bot, ofBot)
   }
   let found = ofBot.get(task)
   if (found === undefined) {
     if (ofBot.size >= SERIES_MAX) ofBot.clear() // bounded: task names come from routes, not from input
-    found = {
-      runs: {
-        success: runsOf(bot, task, "success"),
-        failure: runsOf(bot, task, "failure"),
-        defect: runsOf(bot, task, "defect"),
-        timeout: runsOf(bot, task, "timeout"),
-        interrupted: runsOf(bot, task, "interrupted")
-      },
-      seconds: secondsOf(bot, task)
-    }
+    found = new Series(bot, task, context)
     ofBot.set(task, found)
   }
   return found
@@ -99,13 +130,6 @@ export const outcomeOf = (exit: Exit.Exit<unknown, unknown>, timedOut: boolean):
     : Cause.hasFails(exit.cause)
     ? "failure"
     : "defect"
-
-/** Counts a finished run in the handler metrics (`context`: where the metrics live, e.g. the run's). */
-export const recordMetrics = (bot: string, task: string, outcome: Outcome, seconds: number, context: Context.Context<never>): void => {
-  const s = seriesFor(bot, task)
-  s.runs[outcome].updateUnsafe(1, context)
-  s.seconds.updateUnsafe(seconds, context)
-}
 
 /** Logs a run that failed, died or timed out, annotated with the update and the outcome. */
 export const report = (outcome: Outcome, cause: Cause.Cause<unknown>, updateId: string): Effect.Effect<void> =>

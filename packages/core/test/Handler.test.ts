@@ -138,6 +138,10 @@ describe("Handler", () => {
       assert.strictEqual(count("handler/command/slow", "timeout"), 1)
       assert.strictEqual(count("handler/message", "success"), 2)
       assert.strictEqual(count("handler/command/throws", "defect"), 1)
+      const line = (series: string) => text.split("\n").find((l) => l.startsWith(series + " "))?.split(" ").at(-1)
+      assert.strictEqual(line(`fiberbot_handler_duration_seconds_count{bot="outcomes",task="handler/message"}`), "2")
+      assert.strictEqual(line(`fiberbot_handler_duration_seconds_bucket{bot="outcomes",task="handler/message",le="+Inf"}`), "2")
+      assert.strictEqual(line(`fiberbot_handler_runs_total{bot="outcomes",task="handler/message",outcome="failure"}`), "0")
       const errors = lines.filter((l) => l.level === 50).map((l) => [l.msg, l.task, l.outcome, l.update])
       assert.sameDeepMembers(errors, [
         ["handler failed", "handler/command/pay", "failure", "u0"],

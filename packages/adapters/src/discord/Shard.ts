@@ -101,9 +101,8 @@ const connectsTotal = Metric.counter("fiberbot_discord_gateway_connects_total", 
 const identifiesTotal = Metric.counter("fiberbot_discord_gateway_identifies_total", { description: "IDENTIFY sent, by shard", incremental: true })
 const resumesTotal = Metric.counter("fiberbot_discord_gateway_resumes_total", { description: "RESUME sent, by shard", incremental: true })
 const closesTotal = Metric.counter("fiberbot_discord_gateway_closes_total", { description: "Gateway connections ended, by shard and outcome", incremental: true })
-// per shard, a metric of its own with the label built in: counted for every payload, so no
-// labelled view (which adds the label to the context on each update)
-const payloadsOf = (shard: string) =>
+const payloadCounts = new Map<string, { n: number }>()
+const payloadsTotal = (shard: string) =>
   Metric.counter("fiberbot_discord_gateway_payloads_total", { description: "Gateway payloads received, by shard", incremental: true, attributes: { shard } })
 const latencyMs = Metric.gauge("fiberbot_discord_gateway_latency_ms", { description: "Last heartbeat round trip, by shard" })
 
@@ -158,8 +157,21 @@ export const make = (config: ShardConfig): Effect.Effect<Shard> =>
     const payloadOf = (op: number, d: unknown) => JSON.stringify({ op, d })
     const attrs = { shard: String(config.id) }
     // made once: labelling a metric computes its key, too costly for every payload
-    const payloads = payloadsOf(attrs.shard)
+    // Counted for every payload: a plain number the metric registry reads at export, not an
+    // update through the registry each time. Per shard id for the process, so a counter never
+    // goes back when a shard is made again.
     const context = yield* Effect.context<never>()
+    let payloadCount = payloadCounts.get(attrs.shard)
+    if (payloadCount === undefined) {
+      payloadCount = { n: 0 }
+      payloadCounts.set(attrs.shard, payloadCount)
+    }
+    const counted = payloadCount
+    Metric.registerUnsafe(payloadsTotal(attrs.shard), context, {
+      get: () => ({ count: counted.n, incremental: true }),
+      update: () => {},
+      modify: () => {}
+    })
     const count = (metric: Metric.Metric<number, unknown>, n = 1, extra?: Record<string, string>) =>
       Metric.update(Metric.withAttributes(metric, extra === undefined ? attrs : { ...attrs, ...extra }), n)
 
@@ -243,7 +255,7 @@ export const make = (config: ShardConfig): Effect.Effect<Shard> =>
                 const p = item.payload
                 if (p.op === 0 && p.t !== "READY" && p.t !== "RESUMED" && dispatchNow(p, shard)) {
                   if (typeof p.s === "number") seq = p.s
-                  payloads.updateUnsafe(1, context)
+                  counted.n++
                   return
                 }
               }
@@ -412,7 +424,7 @@ export const make = (config: ShardConfig): Effect.Effect<Shard> =>
             readerBusy = false
             const items = yield* Queue.takeAll(inbox)
             readerBusy = true
-            payloads.updateUnsafe(items.length, context)
+            counted.n += items.length
             for (const item of items) {
               if (item._tag === "closed") {
                 lastClose = { code: item.code, reason: item.reason }

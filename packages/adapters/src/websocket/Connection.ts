@@ -183,6 +183,20 @@ export class Connection {
 }
 
 /**
+ * `send` without waiting: `true` when the frame went to the socket or its queue, `false` when the
+ * connection no longer takes frames, `undefined` when it would have to wait (then use `send`).
+ */
+export const sendNow = (conn: Connection, frame: Frame): boolean | undefined => {
+  if (!conn.writable) return false
+  if (writeThrough(conn, frame)) return true
+  const outbound = outboundOf(conn)
+  if (Queue.offerUnsafe(outbound, frame)) return kick(conn)
+  kick(conn)
+  // a sliding queue never refuses: only reached when the queue is shut
+  return conn.limits.outboundPolicy === "drop-oldest" ? false : undefined
+}
+
+/**
  * Queues an outbound frame under the connection's policy. `backpressure` waits for room; `close`
  * waits up to the grace period and then closes the slow consumer with 1008; `drop-oldest` never waits.
  * Answers `false` when the frame was not queued.

@@ -179,8 +179,12 @@ export const make = <A = string>(options: ServerOptions<A> = {}): WebSocketServe
       if (conn === undefined) {
         return Effect.fail(new Adapter.ReplyError({ adapter: name, reason: `connection ${update.key} is closed` }))
       }
-      return Effect.flatMap(Connection.send(conn, frame), (queued) =>
-        queued ? Effect.void : Effect.fail(new Adapter.ReplyError({ adapter: name, reason: `connection ${update.key} is closing` })))
+      // straight to the socket (or its queue) when nothing has to wait: no further effect
+      const now = Connection.sendNow(conn, frame)
+      if (now === true) return Effect.void
+      const closing = () => Effect.fail(new Adapter.ReplyError({ adapter: name, reason: `connection ${update.key} is closing` }))
+      if (now === false) return closing()
+      return Effect.flatMap(Connection.send(conn, frame), (queued) => (queued ? Effect.void : closing()))
     })
 
   const start = (ctx: Adapter.AdapterContext): Effect.Effect<void, Adapter.AdapterError, Scope.Scope> =>
@@ -225,9 +229,13 @@ export const make = <A = string>(options: ServerOptions<A> = {}): WebSocketServe
         let data: A | Uint8Array
         let text: string | undefined
         if (typeof frame === "string") {
-          const decoded = codec.decode(frame)
-          if (!Exit.isSuccess(decoded)) return false
-          data = decoded.value
+          if (codec._tag === "raw") {
+            data = frame as A
+          } else {
+            const decoded = codec.decode(frame)
+            if (!Exit.isSuccess(decoded)) return false
+            data = decoded.value
+          }
           text = frame
         } else {
           data = frame

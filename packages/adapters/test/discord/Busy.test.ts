@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect } from "effect"
-import { Bot, BotManager, Router } from "@fiberbot/core"
+import { Bot, BotManager, Metrics, Router } from "@fiberbot/core"
 import { DiscordEmulator } from "@fiberbot/testkit/discord"
 import { adapterFor, pump, startBot, stopBot, withManager } from "./helpers.ts"
 
@@ -65,6 +65,10 @@ describe("Discord gateway when the bot is busy", () => {
         assert.deepStrictEqual(order, sent, `channel ${channel} out of order`)
       }
       assert.strictEqual(discord.shed(), 0)
+      // every payload is counted, whichever way it went (the counter is per shard for the process)
+      const metrics = yield* Metrics.makeCollector(yield* BotManager).render
+      const payloads = Number(metrics.split("\n").find((l) => l.startsWith(`fiberbot_discord_gateway_payloads_total{shard="0"} `))?.split(" ")[1])
+      assert.isAtLeast(payloads, total)
       yield* stopBot("burst")
     })))
 })

@@ -4,7 +4,8 @@
  *
  * One in-process Discord emulator; each run connects a fresh client (one shard), the emulator
  * sends N MESSAGE_CREATE dispatches over 100 channels, and the run ends when the client's handler
- * has seen all N. fiberbot as a bot (shard -> Update -> intake -> dispatcher -> handler fiber), and
+ * has seen all N (the emulator writes each chunk of 1,000 in one go: see
+ * `GatewayEmulator.corked`). fiberbot as a bot (shard -> Update -> intake -> dispatcher -> handler fiber), and
  * fiberbot's gateway layer alone (one shard -> a no-op dispatch callback), run against @discordjs/ws's
  * WebSocketManager (socket -> `dispatch` event listener, its nearest equivalent), with and without
  * zlib-stream, in alternating rounds after a warm-up. The emulator's sending cost is in both
@@ -36,7 +37,10 @@ const pour = (emu: DiscordEmulator.DiscordEmulator) =>
     const payloads = messagePayloads(100)
     for (let i = 0; i < events; i += CHUNK) {
       const n = Math.min(CHUNK, events - i)
-      for (let j = 0; j < n; j++) emu.gateway.dispatch("MESSAGE_CREATE", payloads[(i + j) % payloads.length]!)
+      // corked: one write per chunk, so the emulator's sending costs the same whichever client reads
+      emu.gateway.corked(() => {
+        for (let j = 0; j < n; j++) emu.gateway.dispatch("MESSAGE_CREATE", payloads[(i + j) % payloads.length]!)
+      })
       yield* nextTick
     }
   })

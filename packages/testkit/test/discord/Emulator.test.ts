@@ -53,6 +53,24 @@ const identify = (token: string, extra: Record<string, unknown> = {}) => ({
 })
 
 describe("Discord emulator", () => {
+  it.effect("corked: what is sent inside arrives whole and in order, after the batch", () =>
+    Effect.gen(function*() {
+      const emu = yield* DiscordEmulator.make()
+      const c = yield* connect(emu.gatewayUrl)
+      c.send(identify(emu.token))
+      yield* until(() => c.received.length === 3, "ready")
+      const seqs = emu.gateway.corked(() => {
+        const out: Array<number> = []
+        for (let i = 0; i < 500; i++) out.push(...emu.gateway.dispatch("MESSAGE_CREATE", { id: String(i), channel_id: "1", content: `m${i}` }))
+        return out
+      })
+      assert.strictEqual(seqs.length, 500)
+      yield* until(() => c.received.length === 503, "500 dispatches")
+      assert.deepStrictEqual(c.received.slice(3).map((p) => p.d.content), Array.from({ length: 500 }, (_, i) => `m${i}`))
+      assert.deepStrictEqual(c.received.slice(3).map((p) => p.s), seqs)
+    }))
+
+
   it.effect("HELLO, IDENTIFY -> READY (s=1) + GUILD_CREATE; heartbeats are ACKed", () =>
     Effect.gen(function*() {
       const emu = yield* DiscordEmulator.make({ heartbeatInterval: 1234 })

@@ -55,18 +55,21 @@ interface FiberInternals {
 
 type Marked = Fiber.Fiber<unknown, unknown>
 
-/** Fibers kept in `young` before a flush. */
-const YOUNG_MAX = 256
-
 export class FiberRegistryImpl {
   readonly #live = new Map<number, Entry>()
-  // Fibers seen lately, not yet in `#live`: most fibers (a quick handler run) end before anyone
-  // looks, so they are only pushed here and dropped at the next flush, which moves the ones still
-  // alive into `#live`. Every reader flushes first, so nothing alive is ever missed. A fiber's age
-  // counts from the flush that found it alive (one clock read per flush, not per fiber): flushes
-  // come every few hundred new fibers, whenever an older fiber runs, and before every read.
-  readonly #young: Array<Marked> = []
   #started = 0
+  // The hook runs for every operation of every fiber; consecutive operations are mostly the same
+  // fiber's, so anything happens only when the running fiber changes. Most fibers (a quick handler
+  // run) end within their first stretch of operations, before anything else runs: a fiber is only
+  // recorded when it is still alive as the next fiber takes over (or when a reader looks), so a
+  // fiber that ends at once costs a comparison and no record at all.
+  #last: Marked | undefined = undefined
+  /** `#last` runs its first stretch and is not recorded yet. */
+  #lastNew = false
+  /** Fiber ids only grow: an id above every id seen is a new fiber, no look-up needed. */
+  #maxSeen = -1
+  /** The older fiber most recently found in `#live` (the one new fibers usually alternate with). */
+  #lastOld: Marked | undefined = undefined
 
   /** Fibers seen since the registry was made. */
   get started(): number {
@@ -74,71 +77,61 @@ export class FiberRegistryImpl {
   }
 
   get size(): number {
-    this.#flush()
+    this.#settle()
     return this.#live.size
   }
 
-  #flush(): void {
-    const young = this.#young
-    if (young.length === 0) return
+  #record(fiber: Marked): void {
     const live = this.#live
-    let now: number | undefined
-    for (let i = 0; i < young.length; i++) {
-      const fiber = young[i]!
-      if (fiber.pollUnsafe() !== undefined) continue
-      now ??= Date.now()
-      live.set(fiber.id, { fiber, startedAt: now, parent: (fiber as unknown as FiberInternals)._parent?.id })
-      fiber.addObserver(() => live.delete(fiber.id))
-    }
-    young.length = 0
+    const id = fiber.id
+    live.set(id, { fiber, startedAt: Date.now(), parent: (fiber as unknown as FiberInternals)._parent?.id })
+    fiber.addObserver(() => live.delete(id))
   }
 
-  /** A tracer that records fibers and delegates spans to `base`. */
-  tracer(base: Tracer.Tracer): Tracer.Tracer {
-    const live = this.#live
-    const young = this.#young
-    const baseContext = base.context
-    // Fiber ids only grow: a fiber with an id above every id seen is new and goes to `young`
-    // without a look-up. A fiber is looked up by id rather than marked with a property: adding a
-    // property to every fiber object changes its shape, which cost the whole run loop a few percent.
-    let maxSeen = -1
-    // The hook runs for every operation; consecutive operations are mostly the same fiber's, so
-    // anything is only asked when the fiber changes.
-    let last: unknown = undefined
-    let lastOld: unknown = undefined
-    const see = (fiber: Marked) => {
-      if (fiber === last) return
-      last = fiber
-      const id = fiber.id
-      if (id > maxSeen) {
-        maxSeen = id
-        this.#started++
-        young.push(fiber)
-        if (young.length >= YOUNG_MAX) this.#flush()
-        return
-      }
-      // the older fiber most recently found in `live` (the one new fibers usually alternate with)
-      if (fiber === lastOld || live.has(id)) {
-        lastOld = fiber
-        return
-      }
-      // an older fiber: seen lately (it is in `young`), or running its first operation now
-      this.#flush()
-      if (!live.has(id)) {
-        this.#started++
-        live.set(id, { fiber, startedAt: Date.now(), parent: (fiber as unknown as FiberInternals)._parent?.id })
-        fiber.addObserver(() => live.delete(id))
-      }
+  /** Records the fiber of the current stretch if it is new and alive: before every read. */
+  #settle(): void {
+    if (!this.#lastNew) return
+    this.#lastNew = false
+    const last = this.#last!
+    if (last.pollUnsafe() === undefined) this.#record(last)
+  }
+
+  #see(fiber: Marked): void {
+    if (fiber === this.#last) return
+    this.#settle()
+    this.#last = fiber
+    const id = fiber.id
+    if (id > this.#maxSeen) {
+      this.#maxSeen = id
+      this.#started++
+      this.#lastNew = true
+      return
     }
+    if (fiber === this.#lastOld || this.#live.has(id)) {
+      this.#lastOld = fiber
+      return
+    }
+    // an older fiber running its first operation now (it was forked before a newer one ran)
+    this.#started++
+    this.#lastNew = true
+  }
+
+  /**
+   * A tracer that records fibers and delegates spans to `base`. A fiber is looked up by id rather
+   * than marked with a property: adding a property to every fiber object changes its shape, which
+   * cost the whole run loop a few percent.
+   */
+  tracer(base: Tracer.Tracer): Tracer.Tracer {
+    const baseContext = base.context
     return Tracer.make({
       span: (options) => base.span(options),
       context: baseContext
         ? (primitive, fiber) => {
-          see(fiber as Marked)
+          this.#see(fiber as Marked)
           return baseContext(primitive, fiber)
         }
         : (primitive, fiber) => {
-          see(fiber as Marked)
+          this.#see(fiber as Marked)
           return (primitive as unknown as Record<string, (f: unknown) => never>)[EVALUATE]!(fiber)
         }
     })
@@ -152,7 +145,7 @@ export class FiberRegistryImpl {
     const byBot = new Map<string, number>()
     const byTask = new Map<string, number>()
     let total = 0
-    this.#flush()
+    this.#settle()
     for (const { fiber } of this.#live.values()) {
       if (fiber.pollUnsafe() !== undefined) continue
       total++
@@ -168,7 +161,7 @@ export class FiberRegistryImpl {
   fibers(filter?: { readonly bot?: string | undefined }): ReadonlyArray<LiveFiber> {
     const now = Date.now()
     const out: Array<LiveFiber> = []
-    this.#flush()
+    this.#settle()
     for (const { fiber, startedAt, parent } of this.#live.values()) {
       if (fiber.pollUnsafe() !== undefined) continue
       const bot = fiber.getRef(CurrentBot)

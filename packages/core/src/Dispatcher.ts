@@ -120,7 +120,11 @@ export const make = (options: {
     // A run's fiber starts from a context made once per task name: naming the fiber costs nothing per run.
     const base = yield* Effect.context<never>()
     const forks = new Map<string, { readonly context: Context.Context<never>; readonly fork: ReturnType<typeof Effect.runForkWith<never>> }>()
+    // most updates of a bot go to the same route: the last one found is kept at hand
+    let lastTask: string | undefined
+    let lastForker: { readonly context: Context.Context<never>; readonly fork: ReturnType<typeof Effect.runForkWith<never>> } | undefined
     const forkerFor = (task: string) => {
+      if (task === lastTask) return lastForker!
       let found = forks.get(task)
       if (found === undefined) {
         if (forks.size >= 10_000) forks.clear() // bounded: task names come from routes
@@ -128,6 +132,8 @@ export const make = (options: {
         found = { context, fork: Effect.runForkWith(context) }
         forks.set(task, found)
       }
+      lastTask = task
+      lastForker = found
       return found
     }
     // Per key with updates admitted: those waiting behind the running one. Most keys never have

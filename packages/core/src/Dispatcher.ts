@@ -9,8 +9,13 @@
  *
  * Each run is one fiber, and its deadline costs no fiber: one sweeper per dispatcher sleeps until
  * the earliest deadline and interrupts the runs past theirs (runs with the same timeout expire in
- * start order, so a FIFO per distinct timeout keeps the earliest at hand). A finished run starts
+ * start order, so a FIFO per distinct timeout keeps the earliest at hand). A finished run queues
  * the next update of its key, so a key needs no worker of its own.
+ *
+ * Where runs start: an update an adapter hands over directly (`Intake.setDirect`, while this
+ * dispatcher waits on an empty intake) starts at once, in the adapter's callback; every other
+ * run starts in a batch on the scheduler (one task per batch). A run that finishes while it
+ * starts needs no observer, deadline or bookkeeping at all.
  */
 import { Cause, Clock, Context, Deferred, Duration, Effect, Exit, Fiber, Scheduler, Scope } from "effect"
 import type { Intake } from "./Intake.ts"

@@ -292,7 +292,14 @@ export const make = (options: {
           admit(next, false)
           continue
         }
-        if (intake.isClosed()) return
+        if (intake.isClosed()) {
+          // sources that were waiting for room when the intake closed still deliver: take the
+          // rest the waiting way until the intake says it is done (no direct offers after close)
+          const last = yield* Effect.result(intake.take)
+          if (last._tag === "Failure") return
+          admit(last.success, false)
+          continue
+        }
         parked = true
         yield* intake.awaitOffer
         parked = false

@@ -33,7 +33,7 @@ export interface Intake {
    * update costs no effect when there is room.
    */
   readonly tryOffer: (update: Update) => OfferResult | undefined
-  /** The next update; fails with `Done` once the intake is closed and empty. */
+  /** The next update; fails with `Done` once the intake is closed and everything offered was taken. */
   readonly take: Effect.Effect<Update, Cause.Done>
   /** The next queued update, without waiting (the dispatcher's end). */
   readonly poll: () => Update | undefined
@@ -60,10 +60,10 @@ export const make = (options: {
     // The queue holds updates and makes backpressured offers wait; the dispatcher polls it and is
     // woken through `waiter`, so an update is never taken out of the queue and then left waiting.
     const queue = yield* (policy === "backpressure"
-      ? Queue.bounded<Update>(capacity)
+      ? Queue.bounded<Update, Cause.Done>(capacity)
       : policy === "drop-oldest"
-      ? Queue.sliding<Update>(capacity)
-      : Queue.dropping<Update>(capacity))
+      ? Queue.sliding<Update, Cause.Done>(capacity)
+      : Queue.dropping<Update, Cause.Done>(capacity))
     let accepted = 0
     let dropped = 0
     let rejected = 0
@@ -132,12 +132,8 @@ export const make = (options: {
       return Deferred.await(waiter)
     })
 
-    const take: Effect.Effect<Update, Cause.Done> = Effect.suspend(() => {
-      const next = poll()
-      if (next !== undefined) return Effect.succeed(next)
-      if (closed) return Cause.done()
-      return Effect.andThen(awaitOffer, take)
-    })
+    // after `close`, Effect's queue still delivers the offers that were waiting for room, then ends
+    const take: Effect.Effect<Update, Cause.Done> = Queue.take(queue)
 
     return {
       capacity,
@@ -153,6 +149,9 @@ export const make = (options: {
       close: Effect.sync(() => {
         if (closed) return
         closed = true
+        // later offers answer "closed"; what is queued, and what was already waiting for room,
+        // is still delivered (`take` fails with `Done` after the last of it)
+        Queue.endUnsafe(queue)
         notify()
       }),
       isClosed: () => closed,

@@ -66,6 +66,21 @@ describe("Intake", () => {
       assert.strictEqual(end._tag, "Done")
     }))
 
+  it.effect("close: a source already waiting for room is still delivered, later ones answer closed", () =>
+    Effect.gen(function*() {
+      const intake = yield* Intake.make({ capacity: 1, policy: "backpressure" })
+      assert.strictEqual(yield* intake.offer(update(1)), "accepted")
+      const waiting = yield* Effect.forkChild(intake.offer(update(2)))
+      yield* settle()
+      assert.isUndefined(waiting.pollUnsafe())
+      yield* intake.close
+      assert.strictEqual(yield* intake.offer(update(3)), "closed")
+      assert.strictEqual((yield* intake.take).id, "1")
+      assert.strictEqual(yield* Fiber.join(waiting), "accepted")
+      assert.strictEqual((yield* intake.take).id, "2")
+      assert.strictEqual((yield* Effect.flip(intake.take))._tag, "Done")
+    }))
+
   it.effect("a bot with reject-busy answers busy to its adapter while handlers are saturated", () =>
     LeakCheck.verify(Effect.gen(function*() {
       const manager = yield* BotManager
@@ -90,6 +105,34 @@ describe("Intake", () => {
       yield* Deferred.succeed(gate, undefined)
       const report = yield* Fiber.join(stopping)
       assert.strictEqual(report.drained, 2) // the running one and the one still in the intake
+      assert.strictEqual(report.undelivered, 0)
+    })).pipe(Effect.provide(BotManager.layer)))
+
+  it.effect("a bot stopping while a source waits for room still handles what that source offered", () =>
+    LeakCheck.verify(Effect.gen(function*() {
+      const manager = yield* BotManager
+      const test = yield* TestAdapter.make()
+      const gate = yield* Deferred.make<void>()
+      const handled: Array<string> = []
+      yield* manager.start(Bot.make({
+        name: "waiting-source",
+        adapters: [test.adapter],
+        router: Router.empty.on("message", (ctx) => Effect.andThen(Deferred.await(gate), Effect.sync(() => handled.push(ctx.text!)))),
+        options: { concurrency: 1, intake: { capacity: 1, policy: "backpressure" } }
+      }))
+      assert.strictEqual(yield* test.message("a", "1"), "accepted") // runs
+      yield* settle()
+      assert.strictEqual(yield* test.message("a", "2"), "accepted") // in the intake
+      const waiting = yield* Effect.forkChild(test.message("a", "3")) // waits for room
+      yield* settle()
+      assert.isUndefined(waiting.pollUnsafe())
+      const stopping = yield* Effect.forkChild(manager.stop("waiting-source", { deadline: "10 seconds" }))
+      yield* settle()
+      yield* Deferred.succeed(gate, undefined)
+      const report = yield* Fiber.join(stopping)
+      assert.strictEqual(yield* Fiber.join(waiting), "accepted")
+      assert.deepStrictEqual(handled, ["1", "2", "3"])
+      assert.strictEqual(report.drained, 3)
       assert.strictEqual(report.undelivered, 0)
     })).pipe(Effect.provide(BotManager.layer)))
 })

@@ -133,7 +133,10 @@ export const make = (options: {
       let found = forks.get(task)
       if (found === undefined) {
         if (forks.size >= 10_000) forks.clear() // bounded: task names come from routes
-        const context = Context.add(base, Task.CurrentTask, task)
+        // Flat (one map, no overlays): the run's `Effect.scoped` adds its scope as one cheap
+        // overlay. On a context already at its overlay depth limit, that add copied the whole map
+        // for every run, the largest allocation per update.
+        const context = Context.makeUnsafe<never>(new Map(Context.add(base, Task.CurrentTask, task).mapUnsafe))
         found = { context, fork: Effect.runForkWith(context) }
         forks.set(task, found)
       }
@@ -167,7 +170,7 @@ export const make = (options: {
       if (next !== undefined) {
         startSoon(key, next)
       } else {
-        pending.delete(key)
+        if (waiting !== undefined) pending.delete(key)
         checkIdle()
       }
     }
@@ -181,6 +184,8 @@ export const make = (options: {
     const readyUpdates: Array<Update> = []
     let batchScheduled = false
     let starting = false
+    /** The key of the run being started right now, if any. */
+    let startingKey: string | undefined
     const startSoon = (key: string, update: Update): void => {
       readyKeys.push(key)
       readyUpdates.push(update)
@@ -220,15 +225,19 @@ export const make = (options: {
       const job = prepare(update)
       const forker = forkerFor(job.task)
       starting = true
+      startingKey = key
       let fiber: Fiber.Fiber<void, unknown>
       try {
         fiber = forker.fork(job.effect)
       } finally {
         starting = false
+        startingKey = undefined
       }
       // A run that finished while it was started (no I/O) needs no bookkeeping and no deadline.
       const exit = fiber.pollUnsafe()
       if (exit !== undefined) return complete(key, update, job, forker, exit, false)
+      // still running: its key is busy from now on (a direct start did not mark it)
+      if (!pending.has(key)) pending.set(key, NONE)
       // The deadline counts from here: the run's synchronous start cannot be interrupted anyway.
       const timeoutMs = job.timeoutMs
       const run: Run = {
@@ -258,15 +267,23 @@ export const make = (options: {
      */
     const admit = (update: Update, now: boolean): void => {
       admitted++
-      const queue = pending.get(update.key)
+      const key = update.key
+      const queue = pending.get(key)
       if (queue !== undefined) {
-        if (queue === NONE) pending.set(update.key, [update])
+        if (queue === NONE) pending.set(key, [update])
         else queue.push(update)
         return
       }
-      pending.set(update.key, NONE)
-      if (now && !starting) start(update.key, update)
-      else startSoon(update.key, update)
+      // a run of this key is starting right now (its handler offered to its own bot): wait behind it
+      if (key === startingKey) {
+        pending.set(key, [update])
+        return
+      }
+      // A direct start marks its key busy only if the run outlives its start: a quick run never
+      // touches the map (setting and deleting a key per update made the map re-allocate its table).
+      if (now && !starting) return start(key, update)
+      pending.set(key, NONE)
+      startSoon(key, update)
     }
 
     // Straight from the adapter only while the loop is parked on an empty intake with room to

@@ -167,4 +167,30 @@ describe("Dispatcher", () => {
       assert.deepStrictEqual(order, ["hold", "A", "B"])
       yield* manager.stop("window")
     })).pipe(Effect.provide(BotManager.layer)))
+
+  it.effect("a handler offering to its own bot under its own key: the new update runs after it, and before later ones", () =>
+    LeakCheck.verify(Effect.gen(function*() {
+      const manager = yield* BotManager
+      const test = yield* TestAdapter.make()
+      const events: Array<string> = []
+      yield* manager.start(Bot.make({
+        name: "reentrant",
+        adapters: [test.adapter],
+        router: Router.empty.on("message", (ctx) =>
+          Effect.sync(() => {
+            events.push(`start ${ctx.text}`)
+            if (ctx.text === "outer") events.push(`offer ${test.trySend({ key: ctx.update.key, text: "inner" })}`)
+            events.push(`end ${ctx.text}`)
+          }))
+      }))
+      yield* settle()
+      assert.strictEqual(test.trySend({ key: "k", text: "outer" }), "accepted")
+      // "inner" waits to start in the next batch: a direct offer now must still queue behind it
+      assert.strictEqual(test.trySend({ key: "k", text: "third" }), "accepted")
+      yield* eventually(() => events.length === 7)
+      assert.deepStrictEqual(events, ["start outer", "offer accepted", "end outer", "start inner", "end inner", "start third", "end third"])
+      const [status] = yield* manager.status()
+      assert.strictEqual(status?.keys, 0)
+      yield* manager.stop("reentrant")
+    })).pipe(Effect.provide(BotManager.layer)))
 })

@@ -27,7 +27,8 @@ describe("check-forks", () => {
         "export const b = () => Effect.runFork(Effect.void)",
         "export const c = () => Effect.runPromise(Effect.void)",
         "export const d = () => setTimeout(() => {}, 10)",
-        "export const e = () => setInterval(() => {}, 10)"
+        "export const e = () => setInterval(() => {}, 10)",
+        "export const f = (context) => Effect.runForkWith(context)(Effect.never)"
       ].join("\n")
     })
     const problems = scan(root, {})
@@ -36,7 +37,8 @@ describe("check-forks", () => {
       "packages/core/src/Bad.ts:3",
       "packages/core/src/Bad.ts:4",
       "packages/core/src/Bad.ts:5",
-      "packages/core/src/Bad.ts:6"
+      "packages/core/src/Bad.ts:6",
+      "packages/core/src/Bad.ts:7"
     ])
   })
 
@@ -49,7 +51,8 @@ describe("check-forks", () => {
         " */",
         "export const a = Effect.forkScoped(Effect.never)",
         "export const b = Effect.forkIn(Effect.never, scope)",
-        "export const c = clock.setTimeout"
+        "export const c = clock.setTimeout",
+        "export const d = Effect.runForkWith(context) // fiberbot:owned every fiber goes into the set closed with the scope"
       ].join("\n"),
       "packages/core/src/Main.ts": "Effect.runFork(main)\nsetTimeout(exit, 1000)",
       "packages/bench/src/run.ts": "// fiberbot:edge a benchmark entry point\nEffect.runPromise(main)",

@@ -10,10 +10,13 @@ export const ALLOW: Record<string, string> = {
 }
 
 const EDGE_MARKER = /^\/\/ fiberbot:edge \S/m
+// A line that starts fibers whose owner the line's own comment names (a dispatcher's set, say).
+const OWNED_MARKER = /\/\/ fiberbot:owned \S/
 
 const PATTERNS: ReadonlyArray<[RegExp, string]> = [
   [/\bEffect\.forkDetach\b/, "Effect.forkDetach (fork into a scope: forkScoped, forkIn, FiberSet)"],
   [/\bEffect\.runFork\b/, "Effect.runFork (use FiberSet.runtime to hand callback work to a scope)"],
+  [/\bEffect\.runForkWith\b/, "Effect.runForkWith (its fibers need an owner: say which on the line, `// fiberbot:owned <by what>`)"],
   [/\bEffect\.runPromise\b/, "Effect.runPromise (only at the process edge)"],
   [/(?<![\w.])setTimeout\s*\(/, "setTimeout (use Effect.sleep, Schedule or a timeout)"],
   [/(?<![\w.])setInterval\s*\(/, "setInterval (use Effect.repeat with a Schedule)"],
@@ -45,6 +48,7 @@ export const scan = (root: string, allow: Record<string, string> = ALLOW): Array
       const text = readFileSync(file, "utf8")
       if (EDGE_MARKER.test(text.split("\n").slice(0, 5).join("\n"))) continue
       text.split("\n").forEach((line, i) => {
+        if (OWNED_MARKER.test(line)) return
         const code = line.replace(/\/\/.*$/, "")
         if (/^\s*(\*|\/\*\*)/.test(code)) return // doc comments and their examples
         for (const [pattern, what] of PATTERNS) {

@@ -101,6 +101,12 @@ class Deadlines {
 
 const NONE: Array<Update> = []
 
+/** Starts fibers of one task: its context, and a fork from it. */
+interface Forker {
+  readonly context: Context.Context<never>
+  readonly fork: <A, E>(effect: Effect.Effect<A, E>) => Fiber.Fiber<A, E>
+}
+
 /** Runs started in one scheduled task at most; more wait for the next, so I/O gets its turn. */
 const BATCH_MAX = 1024
 
@@ -124,10 +130,10 @@ export const make = (options: {
     )
     // A run's fiber starts from a context made once per task name: naming the fiber costs nothing per run.
     const base = yield* Effect.context<never>()
-    const forks = new Map<string, { readonly context: Context.Context<never>; readonly fork: ReturnType<typeof Effect.runForkWith<never>> }>()
+    const forks = new Map<string, Forker>()
     // most updates of a bot go to the same route: the last one found is kept at hand
     let lastTask: string | undefined
-    let lastForker: { readonly context: Context.Context<never>; readonly fork: ReturnType<typeof Effect.runForkWith<never>> } | undefined
+    let lastForker: Forker | undefined
     const forkerFor = (task: string) => {
       if (task === lastTask) return lastForker!
       let found = forks.get(task)
@@ -137,7 +143,7 @@ export const make = (options: {
         // overlay. On a context already at its overlay depth limit, that add copied the whole map
         // for every run, the largest allocation per update.
         const context = Context.makeUnsafe<never>(new Map(Context.add(base, Task.CurrentTask, task).mapUnsafe))
-        found = { context, fork: Effect.runForkWith(context) }
+        found = { context, fork: Effect.runForkWith(context) } // fiberbot:owned runs still going are in `runs`, interrupted when this scope closes
         forks.set(task, found)
       }
       lastTask = task
@@ -207,7 +213,7 @@ export const make = (options: {
       key: string,
       update: Update,
       job: Job,
-      forker: { readonly context: Context.Context<never>; readonly fork: ReturnType<typeof Effect.runForkWith<never>> },
+      forker: Forker,
       exit: Exit.Exit<void, unknown>,
       timedOut: boolean
     ): void => {

@@ -14,7 +14,9 @@
  *   all connections; and one closer per connection stops its writer and closes the socket exactly
  *   once. An idle connection then costs about what the `ws` socket itself costs.
  *
- * Either way, callbacks only push into bounded buffers; no fiber is started per message.
+ * Either way, callbacks only push into bounded buffers and start no fiber of their own. (The server
+ * first offers a frame with nothing ahead of it straight to the bot, `AdapterContext.tryOffer`: the
+ * handler run that may start then is the dispatcher's, owned by the bot.)
  */
 import { Cause, Deferred, Duration, Effect, Exit, Fiber, Queue } from "effect"
 import type { WebSocket } from "ws"

@@ -2,8 +2,10 @@
  * Server: a WebSocket server adapter on `ws`.
  *
  * It listens on its own port (127.0.0.1 by default; port 0 lets the OS choose, `address()` tells
- * which) or attaches to an existing `http.Server` and takes the upgrades for its `path`. One
- * reader (`ws/read`) hands every connection's frames to the bot in order; a connection has a writer
+ * which) or attaches to an existing `http.Server` and takes the upgrades for its `path`. A frame
+ * with nothing ahead of it goes to the bot from the socket's callback when the bot has room
+ * (`deliverNow`); otherwise one reader (`ws/read`) hands every connection's frames to the bot in
+ * order, waiting for room. A connection has a writer
  * (`ws/conn-N/write`) only while frames are queued and a closer (`ws/conn-N/close`) at its end, in
  * a FiberSet owned by the adapter's scope; heartbeats and idle timeouts are one sweep (`ws/heartbeat`)
  * (see `Connection.ts`). Updates `open`, `message` and `close` go to the bot with the connection id

@@ -16,11 +16,12 @@
  */
 import { CompressionMethod, WebSocketManager, WebSocketShardEvents } from "@discordjs/ws"
 import { Deferred, Effect, Fiber, Layer, Redacted } from "effect"
-import { Bot, BotManager, Logging, Router } from "@fiberbot/core"
+import { Bot, BotManager, Logging } from "@fiberbot/core"
 import { Discord, DiscordShard, IdentifyThrottler, SessionStore } from "@fiberbot/adapters/discord"
 import { DiscordEmulator } from "@fiberbot/testkit/discord"
 import { messagePayloads } from "./discord/payloads.ts"
 import { arg, median } from "./args.ts"
+import { countingRouter } from "./counting.ts"
 
 const events = arg("events", 50_000)
 const rounds = arg("rounds", 5)
@@ -48,8 +49,7 @@ const pour = (emu: DiscordEmulator.DiscordEmulator) =>
 const fiberbot = (emu: DiscordEmulator.DiscordEmulator, compress: boolean) =>
   Effect.gen(function*() {
     const manager = yield* BotManager
-    const done = yield* Deferred.make<void>()
-    let handled = 0
+    const { done, router } = yield* countingRouter(events)
     const discord = Discord.make({
       token: Redacted.make(emu.token),
       intents: 513,
@@ -61,10 +61,7 @@ const fiberbot = (emu: DiscordEmulator.DiscordEmulator, compress: boolean) =>
     const bot = Bot.make({
       name: "bench",
       adapters: [discord.adapter],
-      router: Router.empty.on("message", () =>
-        Effect.sync(() => {
-          if (++handled === events) Deferred.doneUnsafe(done, Effect.void)
-        })),
+      router,
       options: { concurrency: 500, intake: { capacity: 1000, policy: "backpressure" } }
     })
     yield* manager.start(bot)

@@ -10,9 +10,10 @@
  * Options: --updates N (default 100000), --rounds N (default 7), --keys N (default 1000).
  */
 import { Deferred, Effect, Layer } from "effect"
-import { Bot, BotManager, Logging, Router } from "@fiberbot/core"
+import { Bot, BotManager, Logging } from "@fiberbot/core"
 import { TestAdapter } from "@fiberbot/core/testing"
 import { arg, median } from "./args.ts"
+import { countingRouter } from "./counting.ts"
 
 const updates = arg("updates", 100_000)
 const rounds = arg("rounds", 7)
@@ -23,15 +24,11 @@ const run = (registry: boolean) =>
   Effect.gen(function*() {
     const manager = yield* BotManager
     const test = yield* TestAdapter.make()
-    const done = yield* Deferred.make<void>()
-    let handled = 0
+    const { done, router } = yield* countingRouter(updates)
     const bot = Bot.make({
       name: "bench",
       adapters: [test.adapter],
-      router: Router.empty.on("message", () =>
-        Effect.sync(() => {
-          if (++handled === updates) Deferred.doneUnsafe(done, Effect.void)
-        })),
+      router,
       options: { concurrency: 500, intake: { capacity: 1000, policy: "backpressure" } }
     })
     yield* manager.start(bot)

@@ -20,9 +20,10 @@
  * Options: --updates N (default 100000), --rounds N (default 7), --keys N (default 1000).
  */
 import { Deferred, Effect, Layer, Schedule } from "effect"
-import { Bot, BotManager, Logging, Metrics, Router, Watchdog } from "@fiberbot/core"
+import { Bot, BotManager, Logging, Metrics, Watchdog } from "@fiberbot/core"
 import { TestAdapter } from "@fiberbot/core/testing"
 import { arg, median } from "./args.ts"
+import { countingRouter } from "./counting.ts"
 
 const updates = arg("updates", 100_000)
 const rounds = arg("rounds", 7)
@@ -35,15 +36,11 @@ const run = (setup: Setup) =>
   Effect.scoped(Effect.gen(function*() {
     const manager = yield* BotManager
     const test = yield* TestAdapter.make()
-    const done = yield* Deferred.make<void>()
-    let handled = 0
+    const { done, router } = yield* countingRouter(updates)
     const bot = Bot.make({
       name: "bench",
       adapters: [test.adapter],
-      router: Router.empty.on("message", () =>
-        Effect.sync(() => {
-          if (++handled === updates) Deferred.doneUnsafe(done, Effect.void)
-        })),
+      router,
       options: {
         concurrency: 500,
         intake: { capacity: 1000, policy: "backpressure" },

@@ -131,11 +131,7 @@ export const make = (options: {
     // A run's fiber starts from a context made once per task name: naming the fiber costs nothing per run.
     const base = yield* Effect.context<never>()
     const forks = new Map<string, Forker>()
-    // most updates of a bot go to the same route: the last one found is kept at hand
-    let lastTask: string | undefined
-    let lastForker: Forker | undefined
     const forkerFor = (task: string) => {
-      if (task === lastTask) return lastForker!
       let found = forks.get(task)
       if (found === undefined) {
         if (forks.size >= 10_000) forks.clear() // bounded: task names come from routes
@@ -146,8 +142,6 @@ export const make = (options: {
         found = { context, fork: Effect.runForkWith(context) } // fiberbot:owned runs still going are in `runs`, interrupted when this scope closes
         forks.set(task, found)
       }
-      lastTask = task
-      lastForker = found
       return found
     }
     // Per key with updates admitted: those waiting behind the running one. Most keys never have
@@ -189,8 +183,7 @@ export const make = (options: {
     const readyKeys: Array<string> = []
     const readyUpdates: Array<Update> = []
     let batchScheduled = false
-    let starting = false
-    /** The key of the run being started right now, if any. */
+    /** The key of the run being started right now, if any (a start never nests: see `admit`). */
     let startingKey: string | undefined
     const startSoon = (key: string, update: Update): void => {
       readyKeys.push(key)
@@ -230,13 +223,11 @@ export const make = (options: {
       if (closed) return finish(key, update, false)
       const job = prepare(update)
       const forker = forkerFor(job.task)
-      starting = true
       startingKey = key
       let fiber: Fiber.Fiber<void, unknown>
       try {
         fiber = forker.fork(job.effect)
       } finally {
-        starting = false
         startingKey = undefined
       }
       // A run that finished while it was started (no I/O) needs no bookkeeping and no deadline.
@@ -287,7 +278,7 @@ export const make = (options: {
       }
       // A direct start marks its key busy only if the run outlives its start: a quick run never
       // touches the map (setting and deleting a key per update made the map re-allocate its table).
-      if (now && !starting) return start(key, update)
+      if (now && startingKey === undefined) return start(key, update)
       pending.set(key, NONE)
       startSoon(key, update)
     }

@@ -186,16 +186,32 @@ export class Connection {
 
 /**
  * `send` without waiting: `true` when the frame went to the socket or its queue, `false` when the
- * connection no longer takes frames, `undefined` when it would have to wait (then use `send`).
+ * connection no longer takes frames, `undefined` when it has to wait for room (then `sendWhenRoom`).
  */
 export const sendNow = (conn: Connection, frame: Frame): boolean | undefined => {
   if (!conn.writable) return false
   if (writeThrough(conn, frame)) return true
-  const outbound = outboundOf(conn)
-  if (Queue.offerUnsafe(outbound, frame)) return kick(conn)
+  if (Queue.offerUnsafe(outboundOf(conn), frame)) return kick(conn)
   kick(conn)
   // a sliding queue never refuses: only reached when the queue is shut
   return conn.limits.outboundPolicy === "drop-oldest" ? false : undefined
+}
+
+/**
+ * The waiting part of `send`, for a frame `sendNow` could not place: `backpressure` waits for
+ * room; `close` waits up to the grace period and then closes the slow consumer with 1008.
+ */
+export const sendWhenRoom = (conn: Connection, frame: Frame): Effect.Effect<boolean> => {
+  const offer = Queue.offer(outboundOf(conn), frame)
+  if (conn.limits.outboundPolicy !== "close") return offer
+  return offer.pipe(
+    Effect.timeoutOption(Duration.millis(conn.limits.slowConsumerGraceMs)),
+    Effect.map((r) => {
+      if (r._tag === "Some") return r.value
+      conn.end(1008, "slow consumer")
+      return false
+    })
+  )
 }
 
 /**
@@ -204,27 +220,8 @@ export const sendNow = (conn: Connection, frame: Frame): boolean | undefined => 
  * Answers `false` when the frame was not queued.
  */
 export const send = (conn: Connection, frame: Frame): Effect.Effect<boolean> => {
-  if (!conn.writable) return Effect.succeed(false)
-  if (writeThrough(conn, frame)) return Effect.succeed(true)
-  const outbound = outboundOf(conn)
-  if (Queue.offerUnsafe(outbound, frame)) return Effect.succeed(kick(conn))
-  kick(conn)
-  switch (conn.limits.outboundPolicy) {
-    case "drop-oldest":
-      // a sliding queue never refuses: only reached when the queue is shut
-      return Effect.succeed(false)
-    case "backpressure":
-      return Queue.offer(outbound, frame)
-    case "close":
-      return Queue.offer(outbound, frame).pipe(
-        Effect.timeoutOption(Duration.millis(conn.limits.slowConsumerGraceMs)),
-        Effect.map((r) => {
-          if (r._tag === "Some") return r.value
-          conn.end(1008, "slow consumer")
-          return false
-        })
-      )
-  }
+  const now = sendNow(conn, frame)
+  return now === undefined ? sendWhenRoom(conn, frame) : Effect.succeed(now)
 }
 
 const outboundOf = (conn: Connection): Queue.Queue<Frame> => {

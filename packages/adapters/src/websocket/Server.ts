@@ -186,7 +186,7 @@ export const make = <A = string>(options: ServerOptions<A> = {}): WebSocketServe
       if (now === true) return Effect.void
       const closing = () => Effect.fail(new Adapter.ReplyError({ adapter: name, reason: `connection ${update.key} is closing` }))
       if (now === false) return closing()
-      return Effect.flatMap(Connection.send(conn, frame), (queued) => (queued ? Effect.void : closing()))
+      return Effect.flatMap(Connection.sendWhenRoom(conn, frame), (queued) => (queued ? Effect.void : closing()))
     })
 
   const start = (ctx: Adapter.AdapterContext): Effect.Effect<void, Adapter.AdapterError, Scope.Scope> =>

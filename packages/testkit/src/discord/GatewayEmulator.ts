@@ -144,6 +144,7 @@ export class Gateway {
    * client keeps up, and batches when it falls behind).
    */
   corked<A>(f: () => A): A {
+    // `ws` keeps its net.Socket private (`_socket`) and has no cork of its own
     const sockets = [...this.connections].filter((c) => !c.closed).map((c) => (c.ws as unknown as { _socket?: { cork(): void; uncork(): void } })._socket)
     for (const socket of sockets) socket?.cork()
     try {

@@ -6,6 +6,10 @@
  * events that can trail the flush callback (the truncated-JSON bug of discord.js#10414), and its
  * `*Sync` helpers close the context after one call. So we drive the zlib handle synchronously
  * ourselves, exactly like node's own sync path does, but keep the context open.
+ *
+ * The adapter's inflate side (`@fiberbot/adapters/discord`) drives the handle the same way. The
+ * emulator keeps its own copy on purpose: the testkit depends on no adapter, so a bug in the
+ * client's code cannot hide itself by being on both ends of the socket.
  */
 import * as zlib from "node:zlib"
 

@@ -9,7 +9,7 @@
  * `close` stops intake: later offers answer `"closed"`, while updates already queued are still
  * delivered to the dispatcher.
  */
-import { Cause, Deferred, Effect, Exit, Queue } from "effect"
+import { Cause, Effect, Exit, Queue } from "effect"
 import type { Update } from "./Update.ts"
 
 export type Policy = "backpressure" | "drop-oldest" | "reject-busy"
@@ -57,8 +57,9 @@ export const make = (options: {
 }): Effect.Effect<Intake> =>
   Effect.gen(function*() {
     const { capacity, policy } = options
-    // The queue holds updates and makes backpressured offers wait; the dispatcher polls it and is
-    // woken through `waiter`, so an update is never taken out of the queue and then left waiting.
+    // The queue holds updates and makes backpressured offers wait. The dispatcher waits for one
+    // without taking it (`Queue.peek`), then polls and admits in one step, so an update is never
+    // taken out of the queue and then left waiting.
     const queue = yield* (policy === "backpressure"
       ? Queue.bounded<Update, Cause.Done>(capacity)
       : policy === "drop-oldest"
@@ -69,21 +70,11 @@ export const make = (options: {
     let rejected = 0
     let closed = false
     let direct: ((update: Update) => boolean) | undefined
-    let waiter: Deferred.Deferred<void> | undefined
-
-    const notify = () => {
-      if (waiter !== undefined) {
-        const w = waiter
-        waiter = undefined
-        Deferred.doneUnsafe(w, Exit.void)
-      }
-    }
 
     const tryOffer = (update: Update): OfferResult | undefined => {
       if (closed) return "closed"
-      // Only past an empty queue, so nothing queued is overtaken. (The dispatcher also only takes
-      // directly while parked, and Effect wakes a parked fiber synchronously when an update is
-      // queued; this check keeps the order safe without relying on that.)
+      // Only past an empty queue, so nothing queued is overtaken: a parked dispatcher wakes for a
+      // queued update a scheduler turn later, and until then it would still take directly.
       if (direct !== undefined && Queue.sizeUnsafe(queue) === 0 && direct(update)) {
         accepted++
         return "accepted"
@@ -105,7 +96,6 @@ export const make = (options: {
         dropped++
         options.onDropped?.()
       }
-      notify()
       return "accepted"
     }
 
@@ -116,7 +106,6 @@ export const make = (options: {
         return Effect.map(Queue.offer(queue, update), (ok): OfferResult => {
           if (!ok) return "closed"
           accepted++
-          notify()
           return "accepted"
         })
       })
@@ -126,11 +115,8 @@ export const make = (options: {
       return exit !== undefined && Exit.isSuccess(exit) ? exit.value : undefined
     }
 
-    const awaitOffer: Effect.Effect<void> = Effect.suspend(() => {
-      if (closed || Queue.sizeUnsafe(queue) > 0) return Effect.void
-      waiter ??= Deferred.makeUnsafe<void>()
-      return Deferred.await(waiter)
-    })
+    // waits for an update without taking it; ends (with nothing) once the intake is closed and empty
+    const awaitOffer: Effect.Effect<void> = Effect.ignore(Queue.peek(queue))
 
     // after `close`, Effect's queue still delivers the offers that were waiting for room, then ends
     const take: Effect.Effect<Update, Cause.Done> = Queue.take(queue)
@@ -152,7 +138,6 @@ export const make = (options: {
         // later offers answer "closed"; what is queued, and what was already waiting for room,
         // is still delivered (`take` fails with `Done` after the last of it)
         Queue.endUnsafe(queue)
-        notify()
       }),
       isClosed: () => closed,
       stats: () => ({ accepted, dropped, rejected, depth: Queue.sizeUnsafe(queue) })

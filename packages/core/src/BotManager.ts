@@ -194,7 +194,7 @@ class Run implements Handler.HandlerContext, Dispatcher.Job {
   readonly match: RegExpExecArray | undefined
   readonly task: string
   readonly timeoutMs: number
-  readonly effect: Effect.Effect<void, unknown>
+  readonly effect: Effect.Effect<void, unknown, Scope.Scope>
   readonly #bot: BotRuns
   readonly #started: number
   readonly #t0: number
@@ -208,16 +208,16 @@ class Run implements Handler.HandlerContext, Dispatcher.Job {
     this.timeoutMs = timeoutMs
     this.#started = bot.metrics ? performance.now() : 0
     this.#t0 = bot.guarded ? bot.clock() : 0
-    // Each run has its own scope: what the handler acquires is released however the run ends.
     // The handler is called here, right before its fiber starts (the same as a suspend, one object
-    // less); a handler that throws instead of returning an effect dies like one that fails.
+    // less); a handler that throws instead of returning an effect dies like one that fails. Its
+    // `Scope` is the run's own, which the dispatcher closes when the run ends.
     let effect: Effect.Effect<void, unknown, Scope.Scope>
     try {
       effect = route.handler(this)
     } catch (error) {
       effect = Effect.die(error)
     }
-    this.effect = Effect.scoped(effect)
+    this.effect = effect
   }
   get bot(): string {
     return this.#bot.name

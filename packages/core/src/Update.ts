@@ -44,8 +44,68 @@ export const make = <P>(fields: {
   readonly onDone?: ((handled: boolean) => void) | undefined
 }): Update<P> => fields
 
+/**
+ * Updates and replies made per message are class instances, not object literals. V8 gives every
+ * literal an allocation site, and pretenures a site whose objects once survived a young-generation
+ * GC in bulk (a burst waiting in the intake, say): from then on each object is allocated in the old
+ * generation, dies there, and keeps whatever young objects it points to alive through every
+ * scavenge until the next full GC. Measured on ws-echo (4 s at 70k messages/s): 43 MB promoted
+ * instead of 24, three full GCs instead of one, p99 6-7 ms instead of 4.5-5. A class instance has
+ * no allocation site.
+ */
+class UpdateImpl<P> implements Update<P> {
+  readonly adapter: string
+  readonly kind: string
+  readonly id: string
+  readonly key: string
+  readonly payload: P
+  readonly text: string | undefined
+  readonly callbackData: string | undefined
+  readonly onDone: ((handled: boolean) => void) | undefined
+  constructor(
+    adapter: string,
+    kind: string,
+    id: string,
+    key: string,
+    payload: P,
+    text: string | undefined,
+    callbackData: string | undefined,
+    onDone: ((handled: boolean) => void) | undefined
+  ) {
+    this.adapter = adapter
+    this.kind = kind
+    this.id = id
+    this.key = key
+    this.payload = payload
+    this.text = text
+    this.callbackData = callbackData
+    this.onDone = onDone
+  }
+}
+
+/** `make` with positional fields, for an adapter's hot path: no object literal per update (see `UpdateImpl`). */
+export const of = <P>(
+  adapter: string,
+  kind: string,
+  id: string,
+  key: string,
+  payload: P,
+  text?: string | undefined,
+  callbackData?: string | undefined,
+  onDone?: ((handled: boolean) => void) | undefined
+): Update<P> => new UpdateImpl(adapter, kind, id, key, payload, text, callbackData, onDone)
+
+class TextMessage implements OutboundMessage {
+  readonly text: string
+  readonly data = undefined
+  readonly extra = undefined
+  constructor(text: string) {
+    this.text = text
+  }
+}
+
 export const toOutbound = (message: string | OutboundMessage): OutboundMessage =>
-  typeof message === "string" ? { text: message } : message
+  typeof message === "string" ? new TextMessage(message) : message
 
 /** A parsed bot command: `/start@my_bot some args` gives `{ name: "start", bot: "my_bot", args: "some args" }`. */
 export interface Command {

@@ -107,6 +107,63 @@ describe("Handler", () => {
       assert.deepStrictEqual(report.interrupted, ["handler/message"])
     })).pipe(Effect.provide(BotManager.layer)))
 
+  it.effect("a handler's finalizers finish before the next update of its key, and a failing finalizer fails the run", () =>
+    LeakCheck.verify(Effect.gen(function*() {
+      const events: Array<string> = []
+      const { manager, test } = yield* setup(
+        Router.empty
+          .command("slowclose", () =>
+            Effect.andThen(
+              Effect.addFinalizer(() => Effect.andThen(Effect.sleep("1 second"), Effect.sync(() => events.push("closed")))),
+              Effect.sync(() => events.push("ran 1"))
+            ))
+          .command("badclose", () => Effect.addFinalizer(() => Effect.die("finalizer broke")))
+          .on("message", (ctx) => Effect.sync(() => events.push(`ran ${ctx.text}`)))
+      )
+      // the dispatcher parks on its empty intake, so these offers start their runs directly (a run
+      // that ends at once while its scope still closes must keep its key busy)
+      yield* settle()
+      assert.strictEqual(test.trySend({ key: "a", text: "/slowclose" }), "accepted")
+      assert.strictEqual(test.trySend({ key: "a", text: "2" }), "accepted")
+      assert.strictEqual(test.trySend({ key: "b", text: "3" }), "accepted")
+      yield* settle()
+      // the other key goes on; the same key waits for the closing scope
+      assert.deepStrictEqual(events, ["ran 1", "ran 3"])
+      yield* TestClock.adjust("1 second")
+      yield* settle()
+      assert.deepStrictEqual(events, ["ran 1", "ran 3", "closed", "ran 2"])
+      yield* test.message("c", "/badclose")
+      yield* settle()
+      const [status] = yield* manager.status()
+      assert.deepStrictEqual([status?.outcomes.success, status?.outcomes.defect, status?.inFlight], [3, 1, 0])
+      yield* manager.stop("h")
+    })).pipe(Effect.provide(BotManager.layer)))
+
+  it.effect("a stop waits for a handler's slow release", () =>
+    LeakCheck.verify(Effect.gen(function*() {
+      const events: Array<string> = []
+      const { manager, test } = yield* setup(Router.empty.on("message", () =>
+        Effect.andThen(
+          Effect.acquireRelease(
+            Effect.sync(() => events.push("acquire")),
+            () => Effect.andThen(Effect.sleep("500 millis"), Effect.sync(() => events.push("release")))
+          ),
+          Effect.never
+        )))
+      yield* test.message("a", "x")
+      yield* settle()
+      const stopping = yield* Effect.forkChild(manager.stop("h", { deadline: "5 seconds", drain: "0 millis" }))
+      yield* settle()
+      // interrupted at once; its release is still sleeping, and the stop waits for it
+      assert.deepStrictEqual(events, ["acquire"])
+      assert.isUndefined(stopping.pollUnsafe())
+      yield* TestClock.adjust("500 millis")
+      const report = yield* Fiber.join(stopping)
+      assert.deepStrictEqual(events, ["acquire", "release"])
+      assert.deepStrictEqual(report.interrupted, ["handler/message"])
+      assert.isTrue(report.withinDeadline)
+    })).pipe(Effect.provide(BotManager.layer)))
+
   it.effect("each outcome is counted in the handler metrics and every one but success is logged with its task and update", () => {
     const lines: Array<Record<string, unknown>> = []
     const logs = Logging.layer({ level: "info", destination: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) } })

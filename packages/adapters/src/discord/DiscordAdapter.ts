@@ -74,6 +74,22 @@ export interface DiscordPayload {
   readonly via: "gateway" | "http"
 }
 
+/** A class, not a literal, like `Update.of` (see there why): one is made per dispatch. */
+class Payload implements DiscordPayload {
+  readonly t: string
+  readonly d: any
+  readonly shard: number
+  readonly s: number | undefined
+  readonly via: "gateway" | "http"
+  constructor(t: string, d: any, shard: number, s: number | undefined, via: "gateway" | "http") {
+    this.t = t
+    this.d = d
+    this.shard = shard
+    this.s = s
+    this.via = via
+  }
+}
+
 interface InteractionState {
   readonly id: string
   readonly token: string
@@ -133,9 +149,9 @@ export const make = (config: Config): DiscordAdapter => {
   }
 
   const toUpdate = (t: string, d: any, shard: number, s: number | undefined, via: "gateway" | "http"): Update.Update<DiscordPayload> => {
-    const payload: DiscordPayload = { t, d, shard, s, via }
+    const payload = new Payload(t, d, shard, s, via)
     if (t === "MESSAGE_CREATE") {
-      return Update.make({ adapter: name, kind: "message", id: String(d.id), key: String(d.channel_id), text: d.content, payload })
+      return Update.of(name, "message", String(d.id), String(d.channel_id), payload, d.content)
     }
     if (t === "INTERACTION_CREATE") {
       const data = d.data

@@ -106,8 +106,21 @@ const payloadsTotal = (shard: string) =>
   Metric.counter("fiberbot_discord_gateway_payloads_total", { description: "Gateway payloads received, by shard", incremental: true, attributes: { shard } })
 const latencyMs = Metric.gauge("fiberbot_discord_gateway_latency_ms", { description: "Last heartbeat round trip, by shard" })
 
+/**
+ * A received payload waiting for the reader. A class, not a literal (see `Update.of` why): frames
+ * queue in bursts, and a pretenured literal here would drag every payload it points to into the
+ * old generation.
+ */
+class Received {
+  readonly _tag = "payload"
+  readonly payload: GatewayPayload
+  constructor(payload: GatewayPayload) {
+    this.payload = payload
+  }
+}
+
 type InboxItem =
-  | { readonly _tag: "payload"; readonly payload: GatewayPayload }
+  | Received
   | { readonly _tag: "closed"; readonly code: number; readonly reason: string }
   | { readonly _tag: "bad"; readonly error: string }
 
@@ -241,29 +254,31 @@ export const make = (config: ShardConfig): Effect.Effect<Shard> =>
             connects++
             const socket = new WebSocket(url, { handshakeTimeout: config.openTimeoutMs, perMessageDeflate: false, maxPayload: 256 * 1024 * 1024 })
             socket.binaryType = "nodebuffer"
+            const queue = (item: InboxItem) => {
+              Queue.offerUnsafe(inbox, item)
+              if (!paused && Queue.sizeUnsafe(inbox) >= config.inboxHighWater) {
+                paused = true
+                socket.pause()
+              }
+            }
             socket.on("message", (data: Buffer, isBinary: boolean) => {
-              let item: InboxItem
+              let p: GatewayPayload
               try {
                 const text = decoder !== undefined ? decoder.push(data) : isBinary ? data.toString("utf8") : data.toString("utf8")
                 if (text === undefined) return
-                item = { _tag: "payload", payload: JSON.parse(text) as GatewayPayload }
+                p = JSON.parse(text) as GatewayPayload
               } catch (e) {
-                item = { _tag: "bad", error: String(e) }
+                return queue({ _tag: "bad", error: String(e) })
               }
-              if (item._tag === "payload" && !readerBusy && readyAt !== undefined && dispatchNow !== undefined && Queue.sizeUnsafe(inbox) === 0) {
+              if (!readerBusy && readyAt !== undefined && dispatchNow !== undefined && Queue.sizeUnsafe(inbox) === 0) {
                 // nothing ahead of it: hand a dispatch over right here, without a trip through the reader
-                const p = item.payload
                 if (p.op === 0 && p.t !== "READY" && p.t !== "RESUMED" && dispatchNow(p, shard)) {
                   if (typeof p.s === "number") seq = p.s
                   counted.n++
                   return
                 }
               }
-              Queue.offerUnsafe(inbox, item)
-              if (!paused && Queue.sizeUnsafe(inbox) >= config.inboxHighWater) {
-                paused = true
-                socket.pause()
-              }
+              queue(new Received(p))
             })
             socket.on("close", (code: number, reason: Buffer) => {
               Queue.offerUnsafe(inbox, { _tag: "closed", code, reason: reason.toString("utf8") })

@@ -150,6 +150,18 @@ export const toFrame = (message: Update.OutboundMessage): Connection.Frame | und
   return undefined
 }
 
+/** A class, not a literal, like `Update.of` (see there why). */
+class Payload<A> implements MessagePayload<A> {
+  readonly connection: string
+  readonly data: A | Uint8Array
+  readonly binary: boolean
+  constructor(connection: string, data: A | Uint8Array, binary: boolean) {
+    this.connection = connection
+    this.data = data
+    this.binary = binary
+  }
+}
+
 const refuse = (socket: Socket, status: string) => {
   if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
   socket.destroy()
@@ -203,14 +215,7 @@ export const make = <A = string>(options: ServerOptions<A> = {}): WebSocketServe
       const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayload ?? 1 << 20, clientTracking: false })
 
       const messageUpdate = (conn: Connection.Connection, data: A | Uint8Array, text: string | undefined, binary: boolean) =>
-        Update.make<MessagePayload<A>>({
-          adapter: name,
-          kind: "message",
-          id: `${conn.id}:${++conn.messagesIn}`,
-          key: conn.id,
-          text,
-          payload: { connection: conn.id, data, binary }
-        })
+        Update.of<MessagePayload<A>>(name, "message", `${conn.id}:${++conn.messagesIn}`, conn.id, new Payload(conn.id, data, binary), text)
       const answered = (conn: Connection.Connection, result: Intake.OfferResult) => {
         if (result !== "busy") return
         // never silently: count it, and by default tell the peer so it can retry

@@ -109,6 +109,26 @@ interface Forker {
 }
 
 /**
+ * A run's scope: an ordinary `Scope.Closeable` (the interface is public: a strategy, a parent and a
+ * state the `Scope` functions update), made by a class. `Scope.makeUnsafe` builds an object literal
+ * with computed keys, which V8 defines through its runtime, property by property, on every call:
+ * measurable at one scope per update.
+ */
+class RunScope implements Scope.Closeable {
+  declare readonly ["~effect/Scope"]: "~effect/Scope"
+  declare readonly ["~effect/Scope/Closeable"]: "~effect/Scope/Closeable"
+  readonly strategy = "sequential" as const
+  readonly parent = undefined
+  state: Scope.State.Open | Scope.State.Closed | Scope.State.Empty = EMPTY
+}
+const EMPTY: Scope.State.Empty = { _tag: "Empty" }
+// the type ids live on the prototype: `Scope.isScope` and friends look them up with `in`
+Object.defineProperties(RunScope.prototype, {
+  "~effect/Scope": { value: "~effect/Scope" },
+  "~effect/Scope/Closeable": { value: "~effect/Scope/Closeable" }
+})
+
+/**
  * Closes a run's scope once its fiber has ended. Most runs add no finalizer: then nothing is left
  * to run (`undefined`). Otherwise the finalizers' effect, to run uninterruptibly before the run
  * counts as finished.
@@ -272,11 +292,11 @@ export const make = (options: {
       // when the fiber ends: cheaper than `Effect.scoped` around every run (no extra primitive, exit
       // hook or context switch inside the fiber), with the same guarantee that what the handler
       // acquired is released, however the run ends, before the run counts as finished.
-      const scope = Scope.makeUnsafe()
+      const scope = new RunScope()
       startingKey = key
       let fiber: Fiber.Fiber<void, unknown>
       try {
-        fiber = Effect.runForkWith(Context.add(forker.context, Scope.Scope, scope))(job.effect) // fiberbot:owned the run is in `runs` below (or already done), interrupted when this scope closes
+        fiber = Effect.runForkWith(Context.addUnsafe<never, Scope.Scope, Scope.Scope>(forker.context, Scope.Scope.key, scope))(job.effect) // fiberbot:owned the run is in `runs` below (or already done), interrupted when this scope closes
       } finally {
         startingKey = undefined
       }

@@ -92,6 +92,11 @@ export type Frame = string | Uint8Array
  * these, and the driver starts a reader only while frames wait, and a closer when the connection ends.
  */
 export interface Driver {
+  /**
+   * A frame arrived with none buffered ahead of it: hand it to the bot right away if it has room
+   * (`true`: taken), else it is buffered and `frame` follows.
+   */
+  readonly deliver: (conn: Connection, frame: Frame) => boolean
   /** A frame was buffered. */
   readonly frame: (conn: Connection) => void
   /** The peer's socket closed. */
@@ -271,19 +276,25 @@ function onMessage(this: WebSocket, data: Buffer | ArrayBuffer | Array<Buffer>, 
   const conn = (this as Tagged)[CONNECTION]
   if (conn.closeCode !== undefined) return
   const limits = conn.limits
-  const now = performance.now()
-  conn.lastMessageAt = now
-  if (limits.ratePerSecond > 0) {
-    conn.tokens = Math.min(limits.ratePerSecond, conn.tokens + ((now - conn.tokensAt) / 1000) * limits.ratePerSecond)
-    conn.tokensAt = now
-    if (conn.tokens < 1) return conn.end(1008, "rate limit exceeded")
-    conn.tokens -= 1
+  // the clock only when a limit needs it: most servers set neither
+  if (limits.idleTimeoutMs > 0 || limits.ratePerSecond > 0) {
+    const now = performance.now()
+    conn.lastMessageAt = now
+    if (limits.ratePerSecond > 0) {
+      conn.tokens = Math.min(limits.ratePerSecond, conn.tokens + ((now - conn.tokensAt) / 1000) * limits.ratePerSecond)
+      conn.tokensAt = now
+      if (conn.tokens < 1) return conn.end(1008, "rate limit exceeded")
+      conn.tokens -= 1
+    }
   }
   if (isBinary && limits.binary === "reject") return conn.end(1003, "binary frames are not accepted")
   const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data)
   const frame = isBinary ? buf : buf.toString()
   let waiting: number
   if (conn.inbound === undefined) {
+    // Nothing ahead of it: straight to the bot when it has room. The frame never touches the
+    // connection's buffer then (storing a new object into a long-lived one costs a GC write barrier).
+    if (conn.buffer.length === 0 && conn.driver!.deliver(conn, frame)) return
     conn.buffer.push(frame)
     waiting = conn.buffer.length
     conn.driver!.frame(conn)

@@ -230,9 +230,8 @@ export const make = <A = string>(options: ServerOptions<A> = {}): WebSocketServe
        * this returns). `false`: the reader fiber takes it (backpressure, the first frame before the
        * `open` update, a malformed message).
        */
-      const deliverNow = (conn: Connection.Connection): boolean => {
-        if (conn.queued || !conn.opened || conn.closing || conn.closeCode !== undefined || conn.buffer.length !== 1) return false
-        const frame = conn.buffer[0]!
+      const deliverNow = (conn: Connection.Connection, frame: Connection.Frame): boolean => {
+        if (conn.queued || !conn.opened || conn.closing || conn.closeCode !== undefined) return false
         let data: A | Uint8Array
         let text: string | undefined
         if (typeof frame === "string") {
@@ -252,7 +251,6 @@ export const make = <A = string>(options: ServerOptions<A> = {}): WebSocketServe
           conn.messagesIn-- // the reader offers it again under the same id
           return false
         }
-        conn.buffer.length = 0
         counters.messagesIn++
         answered(conn, result)
         return true
@@ -331,9 +329,8 @@ export const make = <A = string>(options: ServerOptions<A> = {}): WebSocketServe
         if (fiber.pollUnsafe() === undefined) conn.closer = fiber
       }
       const driver: Connection.Driver = {
-        frame: (conn) => {
-          if (!deliverNow(conn)) readyToRead(conn)
-        },
+        deliver: deliverNow,
+        frame: readyToRead,
         peerClose: readyToRead,
         end: closeConnection
       }

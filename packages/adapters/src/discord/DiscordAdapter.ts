@@ -159,15 +159,15 @@ export const make = (config: Config): DiscordAdapter => {
         ? `/${data.name}${Array.isArray(data.options) && data.options.length > 0 ? " " + data.options.map((o: any) => String(o.value ?? "")).join(" ") : ""}`
         : undefined
       const callbackData = d.type === 3 || d.type === 5 ? data?.custom_id : undefined
-      return Update.make({ adapter: name, kind: "interaction", id: String(d.id), key: channelOf(d) ?? String(d.id), text, callbackData, payload })
+      return Update.of(name, "interaction", String(d.id), channelOf(d) ?? String(d.id), payload, text, callbackData)
     }
-    return Update.make({
-      adapter: name,
-      kind: t.toLowerCase(),
-      id: d?.id !== undefined ? String(d.id) : `${shard}:${s ?? 0}`,
-      key: channelOf(d) ?? d?.guild_id ?? `shard-${shard}`,
+    return Update.of(
+      name,
+      t.toLowerCase(),
+      d?.id !== undefined ? String(d.id) : `${shard}:${s ?? 0}`,
+      channelOf(d) ?? d?.guild_id ?? `shard-${shard}`,
       payload
-    })
+    )
   }
 
   const needRest = () => {

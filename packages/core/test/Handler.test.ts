@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Data, Effect, Fiber } from "effect"
+import { Data, Effect, Fiber, Scope } from "effect"
 import { Logging, Metrics } from "@fiberbot/core"
 import { TestClock } from "effect/testing"
 import { Bot, BotManager, Router } from "@fiberbot/core"
@@ -136,6 +136,30 @@ describe("Handler", () => {
       yield* settle()
       const [status] = yield* manager.status()
       assert.deepStrictEqual([status?.outcomes.success, status?.outcomes.defect, status?.inFlight], [3, 1, 0])
+      yield* manager.stop("h")
+    })).pipe(Effect.provide(BotManager.layer)))
+
+  it.effect("a fiber a handler forks into its scope ends with the run", () =>
+    LeakCheck.verify(Effect.gen(function*() {
+      let ticks = 0
+      const { manager, test } = yield* setup(Router.empty.on("message", () =>
+        Effect.gen(function*() {
+          // a "typing…" indicator: it lives exactly as long as the run that started it
+          yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep("1 second"), Effect.sync(() => ticks++))))
+          const inner = yield* Scope.fork(yield* Effect.scope)
+          yield* Scope.addFinalizer(inner, Effect.sync(() => ticks += 100))
+          yield* Effect.sleep("2500 millis")
+        })))
+      yield* test.message("a", "x")
+      yield* settle()
+      yield* TestClock.adjust("2500 millis")
+      yield* settle()
+      assert.strictEqual(ticks, 102) // two ticks, then the child scope's finalizer as the run's scope closed
+      yield* TestClock.adjust("5 seconds")
+      yield* settle()
+      assert.strictEqual(ticks, 102)
+      const [status] = yield* manager.status()
+      assert.deepStrictEqual([status?.outcomes.success, status?.inFlight], [1, 0])
       yield* manager.stop("h")
     })).pipe(Effect.provide(BotManager.layer)))
 

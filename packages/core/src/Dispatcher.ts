@@ -55,7 +55,8 @@ interface Run {
   readonly deadline: number
   readonly timeoutMs: number
   timedOut: boolean
-  readonly fiber: Fiber.Fiber<void, unknown>
+  /** What the deadline interrupts: the run's fiber, then the fiber releasing its scope. */
+  fiber: Fiber.Fiber<void, unknown>
 }
 
 /** Deadlines of the runs in progress, one insertion-ordered FIFO per distinct timeout. */
@@ -138,9 +139,20 @@ const closeScope = (scope: Scope.Closeable, exit: Exit.Exit<void, unknown>): Eff
   return finalize === undefined ? undefined : Effect.uninterruptible(finalize)
 }
 
-/** The run's exit with its finalizers' failure, if any, added (as `Effect.scoped` would). */
-const withFinalizers = (exit: Exit.Exit<void, unknown>, finalized: Exit.Exit<void, unknown>): Exit.Exit<void, unknown> =>
-  Exit.isSuccess(finalized) ? exit : Exit.failCause(Exit.isSuccess(exit) ? finalized.cause : Cause.combine(exit.cause, finalized.cause))
+/**
+ * The run's exit with its finalizers' failure, if any, added as `Effect.scoped` adds it: a run
+ * that failed and whose release also failed has both causes, and when one of them is a defect,
+ * its typed failures count as defects too (the run died).
+ */
+const withFinalizers = (exit: Exit.Exit<void, unknown>, finalized: Exit.Exit<void, unknown>): Exit.Exit<void, unknown> => {
+  if (Exit.isSuccess(finalized)) return exit
+  if (Exit.isSuccess(exit)) return finalized
+  const cause = Cause.combine(exit.cause, finalized.cause)
+  if (!Cause.hasDies(cause) || !Cause.hasFails(cause)) return Exit.failCause(cause)
+  return Exit.failCause(Cause.fromReasons(cause.reasons.map((reason) =>
+    Cause.isFailReason(reason) && !Cause.isDone(reason.error) ? Cause.makeDieReason(reason.error) : reason
+  )))
+}
 
 /** Runs started in one scheduled task at most; more wait for the next, so I/O gets its turn. */
 const BATCH_MAX = 1024
@@ -257,9 +269,11 @@ export const make = (options: {
     }
 
     /**
-     * The run's fiber has ended: close its scope, then complete it. Finalizers run in a fiber of
-     * the same task, uninterruptibly, and the key's next update waits for them; a stop waits for
-     * them too (the fiber is in `runs`).
+     * The run's fiber has ended: close its scope, then complete it. Finalizers that cannot finish
+     * at once run in a fiber of the same task, uninterruptibly; until they are done the key stays
+     * busy, the run's deadline still counts (a release past it makes the run a timeout, as it did
+     * inside the run's fiber), and a stop waits for them (the fiber is in `runs`). `run` is the
+     * run's deadline entry, when it has one.
      */
     const ended = (
       key: string,
@@ -268,19 +282,35 @@ export const make = (options: {
       forker: Forker,
       scope: Scope.Closeable,
       exit: Exit.Exit<void, unknown>,
-      timedOut: boolean
+      run: Run | undefined
     ): void => {
       const finalize = closeScope(scope, exit)
-      if (finalize === undefined) return complete(key, update, job, forker, exit, timedOut)
+      if (finalize === undefined) {
+        if (run !== undefined) deadlines.remove(run)
+        return complete(key, update, job, forker, exit, run?.timedOut ?? false)
+      }
+      // busy before the finalizers start: one that offers an update of this key queues it behind
+      if (!pending.has(key)) pending.set(key, NONE)
       const finalizer = forker.fork(finalize)
       const finalized = finalizer.pollUnsafe()
-      if (finalized !== undefined) return complete(key, update, job, forker, withFinalizers(exit, finalized), timedOut)
-      // still finalizing: the key stays busy (a run that ended at once had not marked it)
-      if (!pending.has(key)) pending.set(key, NONE)
+      if (finalized !== undefined) {
+        if (run !== undefined) deadlines.remove(run)
+        return complete(key, update, job, forker, withFinalizers(exit, finalized), run?.timedOut ?? false)
+      }
+      let deadline = run
+      if (deadline !== undefined) {
+        deadline.fiber = finalizer
+      } else if (job.timeoutMs !== undefined) {
+        // a run that ended while it started had no deadline entry: its release gets one now
+        deadline = { deadline: clock.currentTimeMillisUnsafe() + job.timeoutMs, timeoutMs: job.timeoutMs, timedOut: false, fiber: finalizer }
+        deadlines.add(deadline)
+        if (deadline.deadline < sleepingUntil) Deferred.doneUnsafe(wake, Exit.void)
+      }
       runs.add(finalizer)
       finalizer.addObserver((finalized) => {
         runs.delete(finalizer)
-        complete(key, update, job, forker, withFinalizers(exit, finalized), timedOut)
+        if (deadline !== undefined) deadlines.remove(deadline)
+        complete(key, update, job, forker, withFinalizers(exit, finalized), deadline?.timedOut ?? false)
       })
     }
 
@@ -302,7 +332,7 @@ export const make = (options: {
       }
       // A run that finished while it was started (no I/O) needs no bookkeeping and no deadline.
       const exit = fiber.pollUnsafe()
-      if (exit !== undefined) return ended(key, update, job, forker, scope, exit, false)
+      if (exit !== undefined) return ended(key, update, job, forker, scope, exit, undefined)
       // still running: its key is busy from now on (a direct start did not mark it)
       if (!pending.has(key)) pending.set(key, NONE)
       // The deadline counts from here: the run's synchronous start cannot be interrupted anyway.
@@ -322,8 +352,7 @@ export const make = (options: {
         // The sweeper is not woken when this was the last deadline: quick runs would wake it (and
         // make it set a timer again) once per run. Its timer finds nothing to do and it then idles.
         runs.delete(fiber)
-        if (timeoutMs !== undefined) deadlines.remove(run)
-        ended(key, update, job, forker, scope, exit, run.timedOut)
+        ended(key, update, job, forker, scope, exit, run)
       })
     }
 

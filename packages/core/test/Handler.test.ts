@@ -163,6 +163,64 @@ describe("Handler", () => {
       yield* manager.stop("h")
     })).pipe(Effect.provide(BotManager.layer)))
 
+  it.effect("a release still running at the deadline makes the run a timeout, and a typed failure whose release dies is a defect", () =>
+    LeakCheck.verify(Effect.gen(function*() {
+      const events: Array<string> = []
+      const { manager, test } = yield* setup(
+        Router.empty
+          .command("slowrelease", () =>
+            Effect.andThen(
+              Effect.acquireRelease(Effect.void, () => Effect.andThen(Effect.sleep("3 seconds"), Effect.sync(() => events.push("released")))),
+              Effect.sleep("1 second")
+            ))
+          .command("quickslowrelease", () =>
+            Effect.acquireRelease(Effect.void, () => Effect.andThen(Effect.sleep("3 seconds"), Effect.sync(() => events.push("released at once-ended run")))))
+          .command("failanddie", () =>
+            Effect.andThen(Effect.addFinalizer(() => Effect.die("release broke")), Effect.fail(new PaymentDeclined({ amount: 1 })))),
+        { handlerTimeout: "2 seconds" }
+      )
+      yield* settle()
+      assert.strictEqual(test.trySend({ key: "a", text: "/slowrelease" }), "accepted")
+      assert.strictEqual(test.trySend({ key: "b", text: "/quickslowrelease" }), "accepted")
+      yield* settle()
+      yield* TestClock.adjust("4 seconds")
+      yield* settle()
+      assert.deepStrictEqual(events.sort(), ["released", "released at once-ended run"])
+      assert.strictEqual(test.trySend({ key: "c", text: "/failanddie" }), "accepted")
+      yield* settle()
+      const [status] = yield* manager.status()
+      assert.deepStrictEqual([status?.outcomes.timeout, status?.outcomes.defect, status?.outcomes.failure, status?.inFlight], [2, 1, 0, 0])
+      yield* manager.stop("h")
+    })).pipe(Effect.provide(BotManager.layer)))
+
+  it.effect("an update a finalizer offers under its own key waits for the run to finish", () =>
+    LeakCheck.verify(Effect.gen(function*() {
+      const events: Array<string> = []
+      let test: TestAdapter.TestAdapter | undefined
+      const { manager, test: adapter } = yield* setup(
+        Router.empty
+          .command("first", () =>
+            Effect.andThen(
+              Effect.addFinalizer(() => Effect.sync(() => void test!.trySend({ key: "a", text: "/slow" }))),
+              Effect.sync(() => events.push("first"))
+            ))
+          .command("slow", () =>
+            Effect.andThen(Effect.sync(() => events.push("slow start")), Effect.andThen(Effect.sleep("1 second"), Effect.sync(() => events.push("slow end")))))
+          .on("message", (ctx) => Effect.sync(() => events.push(ctx.text ?? "")))
+      )
+      test = adapter
+      yield* settle()
+      assert.strictEqual(adapter.trySend({ key: "a", text: "/first" }), "accepted")
+      yield* settle()
+      assert.strictEqual(adapter.trySend({ key: "a", text: "third" }), "accepted")
+      yield* settle()
+      assert.deepStrictEqual(events, ["first", "slow start"])
+      yield* TestClock.adjust("1 second")
+      yield* settle()
+      assert.deepStrictEqual(events, ["first", "slow start", "slow end", "third"])
+      yield* manager.stop("h")
+    })).pipe(Effect.provide(BotManager.layer)))
+
   it.effect("a stop waits for a handler's slow release", () =>
     LeakCheck.verify(Effect.gen(function*() {
       const events: Array<string> = []

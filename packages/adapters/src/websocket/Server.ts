@@ -313,8 +313,13 @@ export const make = <A = string>(options: ServerOptions<A> = {}): WebSocketServe
           ready = []
           for (let i = 0; i < batch.length; i++) {
             const conn = batch[i]!
-            conn.queued = false
+            // `queued` stays set while the connection's frames are read: the reader can yield between
+            // taking a frame and offering it, and a frame arriving then must queue behind it rather
+            // than go straight to the bot (`deliverNow` checks `queued`)
             if (!conn.closing) yield* Connection.readBuffered(conn, codec, hooks)
+            conn.queued = false
+            // what arrived after the reader's last look (a frame, the peer's close) waits for its next turn
+            if ((conn.buffer.length > 0 || conn.peerClosed) && !conn.closing && conn.closeCode === undefined) readyToRead(conn)
           }
         }
       })

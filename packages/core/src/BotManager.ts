@@ -186,8 +186,8 @@ interface BotRuns {
 /**
  * One handler run: the context the handler gets and the job the dispatcher runs, in one object
  * (an update costs one allocation here). The command is parsed and `reply` bound only when a
- * handler asks for them; the outcome is read from the run's exit in `done`, so nothing is added
- * to the handler's effect but its scope.
+ * handler asks for them; the outcome is read from the run's exit in `done`, and the run's scope is
+ * the dispatcher's to give and close, so nothing is added to the handler's effect.
  */
 class Run implements Handler.HandlerContext, Dispatcher.Job {
   readonly update: Update.Update

@@ -184,9 +184,9 @@ export const make = (options: {
       let found = forks.get(task)
       if (found === undefined) {
         if (forks.size >= 10_000) forks.clear() // bounded: task names come from routes
-        // Flat (one map, no overlays): the run's `Effect.scoped` adds its scope as one cheap
-        // overlay. On a context already at its overlay depth limit, that add copied the whole map
-        // for every run, the largest allocation per update.
+        // Flat (one map, no overlays): each run adds its scope as one cheap overlay. On a context
+        // already at its overlay depth limit, that add copied the whole map for every run, the
+        // largest allocation per update.
         const context = Context.makeUnsafe<never>(new Map(Context.add(base, Task.CurrentTask, task).mapUnsafe))
         found = { context, fork: Effect.runForkWith(context) } // fiberbot:owned runs still going are in `runs`, interrupted when this scope closes
         forks.set(task, found)
@@ -286,6 +286,8 @@ export const make = (options: {
     ): void => {
       const finalize = closeScope(scope, exit)
       if (finalize === undefined) {
+        // The sweeper is not woken when this was the last deadline: quick runs would wake it (and
+        // make it set a timer again) once per run. Its timer finds nothing to do and it then idles.
         if (run !== undefined) deadlines.remove(run)
         return complete(key, update, job, forker, exit, run?.timedOut ?? false)
       }
@@ -349,8 +351,6 @@ export const make = (options: {
         if (run.deadline < sleepingUntil) Deferred.doneUnsafe(wake, Exit.void)
       }
       fiber.addObserver((exit) => {
-        // The sweeper is not woken when this was the last deadline: quick runs would wake it (and
-        // make it set a timer again) once per run. Its timer finds nothing to do and it then idles.
         runs.delete(fiber)
         ended(key, update, job, forker, scope, exit, run)
       })

@@ -169,7 +169,6 @@ export const make = (config: ShardConfig): Effect.Effect<Shard> =>
 
     const payloadOf = (op: number, d: unknown) => JSON.stringify({ op, d })
     const attrs = { shard: String(config.id) }
-    // made once: labelling a metric computes its key, too costly for every payload
     // Counted for every payload: a plain number the metric registry reads at export, not an
     // update through the registry each time. Per shard id for the process, so a counter never
     // goes back when a shard is made again.

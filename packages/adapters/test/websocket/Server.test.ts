@@ -309,7 +309,8 @@ describe("WebSocket server", () => {
       const c = yield* client(ws.url()!)
       const status = () => Effect.map(manager.status(), (all) => all[0]!)
       yield* until(() => ws.stats().open === 1)
-      yield* sleep(100) // the open update is handled (no route) before the messages come
+      // the open update is handled (no route) before the messages come
+      yield* Effect.repeat(status(), { until: (s) => s.outcomes.unhandled === 1 && s.inFlight === 0, schedule: Schedule.spaced("10 millis"), times: 200 })
       c.ws.send("one") // runs (held by the gate)
       yield* Effect.repeat(status(), { until: (s) => s.inFlight === 1 && s.intake.depth === 0, schedule: Schedule.spaced("10 millis"), times: 200 })
       c.ws.send("two") // waits in the intake

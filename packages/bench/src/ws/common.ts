@@ -13,12 +13,16 @@ export { arg, median, round } from "../args.ts"
 
 
 
-/** The fiberbot echo bot: every text message is sent back to its connection (gone peers are not errors here). */
+/**
+ * The fiberbot echo bot: every text message is sent back to its connection. The handler is written
+ * the way our examples and the `fiberbot new` template write one (a reply to a peer already gone
+ * fails the run and the bot's error boundary reports it), as the bare server is idiomatic `ws`.
+ */
 export const echoBot = (ws: Server.WebSocketServerAdapter) =>
   Bot.make({
     name: "ws-echo",
     adapters: [ws.adapter],
-    router: Router.empty.on("message", (ctx) => Effect.ignore(ctx.reply(ctx.text ?? ""))),
+    router: Router.empty.on("message", (ctx) => ctx.reply(ctx.text ?? "")),
     options: { concurrency: 2000, intake: { capacity: 10_000 }, metrics: false }
   })
 

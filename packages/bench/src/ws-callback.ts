@@ -10,7 +10,7 @@
  *
  * Options: --messages N per round (default 100000), --rounds N (default 3), --handler
  * reply|ignore|void (default reply: `ctx.reply(ctx.text)`; ignore: `Effect.ignore` around it;
- * void: `Effect.void`, no reply).
+ * void: `Effect.void`, no reply), --no-registry (the fiber registry off, to see its share).
  */
 import { Effect, Layer } from "effect"
 import { WebSocket, WebSocketServer } from "ws"
@@ -22,6 +22,8 @@ const messages = arg("messages", 100_000)
 const rounds = arg("rounds", 3)
 const handlerIndex = process.argv.indexOf("--handler")
 const handlerName = handlerIndex >= 0 ? process.argv[handlerIndex + 1] : "reply"
+/** `--no-registry`: the fiber registry off, to see its share. */
+const registry = !process.argv.includes("--no-registry")
 const CONNECTIONS = 100
 
 // The server-side `ws` object of each connection, taken as the server makes it.
@@ -109,18 +111,18 @@ const fiberbot = Effect.scoped(Effect.gen(function*() {
   const figures = yield* drive(ws.url()!)
   yield* manager.stop("ws-callback", { deadline: "5 seconds" })
   return figures
-})).pipe(Effect.provide(Layer.fresh(BotManager.layer)))
+})).pipe(Effect.provide(Layer.fresh(registry ? BotManager.layer : BotManager.layerWith({ fiberRegistry: false }))))
 
 const bare = Effect.scoped(Effect.flatMap(bareEcho, ({ url }) => drive(url)))
 
 const main = Effect.gen(function*() {
-  console.log(`ws-callback: ${messages} messages per round, ${rounds} rounds, handler "${handlerName}", no network`)
+  console.log(`ws-callback: ${messages} messages per round, ${rounds} rounds, handler "${handlerName}", fiber registry ${registry ? "on" : "off"}, no network`)
   const fb = yield* fiberbot
   const b = yield* bare
   const line = (f: Figures) => `${f.wallMicros} µs wall, ${f.cpuMicros} µs CPU per message`
   console.log(`  fiberbot ${line(fb)}`)
   console.log(`  bare ws  ${line(b)}`)
-  console.log(JSON.stringify({ bench: "ws-callback", messages, rounds, handler: handlerName, fiberbot: fb, bare: b, node: process.version }))
+  console.log(JSON.stringify({ bench: "ws-callback", messages, rounds, handler: handlerName, registry, fiberbot: fb, bare: b, node: process.version }))
 })
 
 Effect.runPromise(main.pipe(Effect.provide(Logging.layer({ level: "warn" })))).then(

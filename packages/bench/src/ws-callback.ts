@@ -10,7 +10,8 @@
  *
  * Options: --messages N per round (default 100000), --rounds N (default 3), --handler
  * reply|ignore|void (default reply: `ctx.reply(ctx.text)`; ignore: `Effect.ignore` around it;
- * void: `Effect.void`, no reply), --no-registry (the fiber registry off, to see its share).
+ * void: `Effect.void`, no reply), --no-registry (the fiber registry off, to see its share),
+ * --metrics (handler metrics on, a bot's default; the ws benchmarks run without them).
  */
 import { Effect, Layer } from "effect"
 import { WebSocket, WebSocketServer } from "ws"
@@ -24,6 +25,8 @@ const handlerIndex = process.argv.indexOf("--handler")
 const handlerName = handlerIndex >= 0 ? process.argv[handlerIndex + 1] : "reply"
 /** `--no-registry`: the fiber registry off, to see its share. */
 const registry = !process.argv.includes("--no-registry")
+/** `--metrics`: handler metrics on (the default of a bot; the ws benchmarks run without them). */
+const metrics = process.argv.includes("--metrics")
 const CONNECTIONS = 100
 
 // The server-side `ws` object of each connection, taken as the server makes it.
@@ -106,7 +109,7 @@ const fiberbot = Effect.scoped(Effect.gen(function*() {
     name: "ws-callback",
     adapters: [ws.adapter],
     router,
-    options: { concurrency: 2000, intake: { capacity: 10_000 }, metrics: false }
+    options: { concurrency: 2000, intake: { capacity: 10_000 }, metrics }
   }))
   const figures = yield* drive(ws.url()!)
   yield* manager.stop("ws-callback", { deadline: "5 seconds" })
@@ -116,13 +119,13 @@ const fiberbot = Effect.scoped(Effect.gen(function*() {
 const bare = Effect.scoped(Effect.flatMap(bareEcho, ({ url }) => drive(url)))
 
 const main = Effect.gen(function*() {
-  console.log(`ws-callback: ${messages} messages per round, ${rounds} rounds, handler "${handlerName}", fiber registry ${registry ? "on" : "off"}, no network`)
+  console.log(`ws-callback: ${messages} messages per round, ${rounds} rounds, handler "${handlerName}", fiber registry ${registry ? "on" : "off"}, handler metrics ${metrics ? "on" : "off"}, no network`)
   const fb = yield* fiberbot
   const b = yield* bare
   const line = (f: Figures) => `${f.wallMicros} µs wall, ${f.cpuMicros} µs CPU per message`
   console.log(`  fiberbot ${line(fb)}`)
   console.log(`  bare ws  ${line(b)}`)
-  console.log(JSON.stringify({ bench: "ws-callback", messages, rounds, handler: handlerName, registry, fiberbot: fb, bare: b, node: process.version }))
+  console.log(JSON.stringify({ bench: "ws-callback", messages, rounds, handler: handlerName, registry, metrics, fiberbot: fb, bare: b, node: process.version }))
 })
 
 Effect.runPromise(main.pipe(Effect.provide(Logging.layer({ level: "warn" })))).then(

@@ -15,14 +15,12 @@
  * Options: --events N (default 50000), --rounds N (default 5); for profiling one side:
  * --only fiberbot|discordjs, --plain or --zlib (these skip the summary).
  */
-import { CompressionMethod, WebSocketManager, WebSocketShardEvents } from "@discordjs/ws"
-import { Deferred, Effect, Fiber, Layer, Redacted } from "effect"
-import { Bot, BotManager, Logging } from "@fiberbot/core"
-import { Discord, DiscordShard, IdentifyThrottler, SessionStore } from "@fiberbot/adapters/discord"
+import { Effect } from "effect"
+import { Logging } from "@fiberbot/core"
 import { DiscordEmulator } from "@fiberbot/testkit/discord"
 import { messagePayloads } from "./discord/payloads.ts"
+import { discordjs, fiberbot, shardOnly } from "./discord/sides.ts"
 import { arg, median } from "./args.ts"
-import { countingRouter } from "./counting.ts"
 
 const events = arg("events", 50_000)
 const rounds = arg("rounds", 5)
@@ -51,113 +49,6 @@ const pour = (emu: DiscordEmulator.DiscordEmulator) =>
     }
   })
 
-const fiberbot = (emu: DiscordEmulator.DiscordEmulator, compress: boolean) =>
-  Effect.gen(function*() {
-    const manager = yield* BotManager
-    const { done, router } = yield* countingRouter(events)
-    const discord = Discord.make({
-      token: Redacted.make(emu.token),
-      intents: 513,
-      restUrl: emu.restUrl,
-      compress,
-      store: SessionStore.memory(),
-      ignore: ["RESUMED", "READY", "GUILD_CREATE"]
-    })
-    const bot = Bot.make({
-      name: "bench",
-      adapters: [discord.adapter],
-      router,
-      options: { concurrency: 500, intake: { capacity: 1000, policy: "backpressure" } }
-    })
-    yield* manager.start(bot)
-    const started = performance.now()
-    yield* pour(emu)
-    yield* Deferred.await(done)
-    const seconds = (performance.now() - started) / 1000
-    const report = yield* manager.stop("bench", { deadline: "5 seconds" })
-    if (!report.withinDeadline) throw new Error(`bench bot did not stop: ${report.unfinished.join(", ")}`)
-    return events / seconds
-  }).pipe(Effect.provide(Layer.fresh(BotManager.layer)))
-
-/** The gateway layer alone: one fiberbot shard whose dispatch callback is the no-op handler. */
-const shardOnly = (emu: DiscordEmulator.DiscordEmulator, compress: boolean) =>
-  Effect.scoped(Effect.gen(function*() {
-    const done = yield* Deferred.make<void>()
-    let handled = 0
-    const throttler = yield* IdentifyThrottler.make({ maxConcurrency: 1, remaining: 1000 })
-    const shard = yield* DiscordShard.make({
-      id: 0,
-      count: 1,
-      token: Redacted.make(emu.token),
-      intents: 513,
-      gatewayUrl: emu.gatewayUrl,
-      compress,
-      openTimeoutMs: 15_000,
-      helloTimeoutMs: 20_000,
-      readyTimeoutMs: 30_000,
-      closeTimeoutMs: 2_000,
-      backoffBaseMs: 1_000,
-      backoffMaxMs: 60_000,
-      stableAfterMs: 60_000,
-      maxResumeFailures: 2,
-      inboxHighWater: 1024,
-      store: SessionStore.memory(),
-      throttler,
-      onDispatch: (p) =>
-        Effect.sync(() => {
-          if (p.t === "MESSAGE_CREATE" && ++handled === events) Deferred.doneUnsafe(done, Effect.void)
-        })
-    })
-    const fiber = yield* Effect.forkScoped(shard.run)
-    yield* shard.ready
-    const started = performance.now()
-    yield* pour(emu)
-    yield* Deferred.await(done)
-    const seconds = (performance.now() - started) / 1000
-    yield* Fiber.interrupt(fiber)
-    return events / seconds
-  }))
-
-const discordjs = (emu: DiscordEmulator.DiscordEmulator, compress: boolean) =>
-  Effect.gen(function*() {
-    let handled = 0
-    let resolveDone!: () => void
-    const done = new Promise<void>((resolve) => {
-      resolveDone = resolve
-    })
-    // WebSocketManager only reads /gateway/bot through its REST client; hand it the emulator's answer
-    const rest = {
-      get: async () => ({
-        url: emu.gatewayUrl,
-        shards: 1,
-        session_start_limit: { total: 1000, remaining: 1000, reset_after: 0, max_concurrency: 1 }
-      })
-    }
-    const manager = new WebSocketManager({
-      token: emu.token,
-      intents: 513 as never,
-      rest: rest as never,
-      compression: compress ? CompressionMethod.ZlibNative : null
-    })
-    let ready!: () => void
-    const isReady = new Promise<void>((resolve) => {
-      ready = resolve
-    })
-    manager.on(WebSocketShardEvents.Ready, () => ready())
-    manager.on(WebSocketShardEvents.Dispatch, (payload) => {
-      if (payload.t === "MESSAGE_CREATE" && ++handled === events) resolveDone()
-    })
-    yield* Effect.promise(() => manager.connect())
-    yield* Effect.promise(() => isReady)
-    const started = performance.now()
-    yield* pour(emu)
-    yield* Effect.promise(() => done)
-    const seconds = (performance.now() - started) / 1000
-    yield* Effect.promise(async () => manager.destroy())
-    return events / seconds
-  })
-
-
 const main = Effect.gen(function*() {
   const emu = yield* DiscordEmulator.make({ identifySpacing: 0, heartbeatInterval: 41_250 })
   console.log(`discord-dispatch: ${events} MESSAGE_CREATE dispatches per run, ${rounds} rounds, fiberbot vs @discordjs/ws (alternating), zlib-stream off and on`)
@@ -165,15 +56,16 @@ const main = Effect.gen(function*() {
   for (const compress of compressions) {
     const label = compress ? "zlib" : "plain"
     results[label] = { fiberbot: [], shard: [], discordjs: [] }
-    yield* fiberbot(emu, compress)
-    yield* shardOnly(emu, compress)
-    yield* discordjs(emu, compress)
+    const feed = pour(emu)
+    yield* fiberbot(emu, compress, events, feed)
+    yield* shardOnly(emu, compress, events, feed)
+    yield* discordjs(emu, compress, events, feed)
     for (let r = 0; r < rounds; r++) {
       const order = r % 2 === 0 ? ["fiberbot", "shard", "discordjs"] as const : ["discordjs", "shard", "fiberbot"] as const
       for (const side of order) {
         if (only !== undefined && side !== only) continue
         globalThis.gc?.()
-        const rate = side === "fiberbot" ? yield* fiberbot(emu, compress) : side === "shard" ? yield* shardOnly(emu, compress) : yield* discordjs(emu, compress)
+        const rate = side === "fiberbot" ? yield* fiberbot(emu, compress, events, feed) : side === "shard" ? yield* shardOnly(emu, compress, events, feed) : yield* discordjs(emu, compress, events, feed)
         results[label]![side].push(rate)
         console.log(`  ${label.padEnd(5)} round ${r + 1} ${side.padEnd(9)} ${Math.round(rate).toLocaleString("en")} dispatches/s`)
       }

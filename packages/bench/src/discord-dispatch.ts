@@ -5,8 +5,8 @@
  * One in-process Discord emulator; each run connects a fresh client (one shard), the emulator
  * sends N MESSAGE_CREATE dispatches over 100 channels, and the run ends when the client's handler
  * has seen all N (the emulator writes each chunk of 1,000 in one go: see
- * `GatewayEmulator.corked`, and waits for the client to take a chunk before the next: see
- * `GatewayEmulator.whenDrained`). fiberbot as a bot (shard -> Update -> intake -> dispatcher -> handler fiber), and
+ * `GatewayEmulator.corked`, and before the next chunk waits until its socket has handed the
+ * last one to the OS: see `GatewayEmulator.whenDrained`). fiberbot as a bot (shard -> Update -> intake -> dispatcher -> handler fiber), and
  * fiberbot's gateway layer alone (one shard -> a no-op dispatch callback), run against @discordjs/ws's
  * WebSocketManager (socket -> `dispatch` event listener, its nearest equivalent), with and without
  * zlib-stream, in alternating rounds after a warm-up. The emulator's sending cost is in both
@@ -42,9 +42,9 @@ const pour = (emu: DiscordEmulator.DiscordEmulator) =>
         for (let j = 0; j < n; j++) emu.gateway.dispatch("MESSAGE_CREATE", payloads[(i + j) % payloads.length]!)
       })
       yield* nextTick
-      // and, as a real gateway's bounded send buffer would, waits until the client has taken what
-      // is queued for it: an emulator that writes on regardless piles tens of MB of frames up for a
-      // client that reads a little slower, and this process pays for collecting them
+      // and, as a real gateway's bounded send buffer would, waits until its socket has handed what
+      // it buffered to the OS: an emulator that writes on regardless piles tens of MB of frames up
+      // for a client that reads a little slower, and this process pays for collecting them
       yield* Effect.promise(() => emu.gateway.whenDrained())
     }
   })

@@ -8,7 +8,7 @@
  * what is measured is everything between `ws` parsing a frame and handing the reply to `send`:
  * wall time and CPU time per message (CPU includes the GC's helper threads).
  *
- * Options: --messages N per round (default 100000), --rounds N (default 3), --handler
+ * Options: --messages N per round (default 100000), --rounds N per side (default 3), --handler
  * reply|ignore|void (default reply: `ctx.reply(ctx.text)`; ignore: `Effect.ignore` around it;
  * void: `Effect.void`, no reply), --no-registry (the fiber registry off, to see its share),
  * --metrics (handler metrics on, a bot's default; the ws benchmarks run without them).
@@ -63,46 +63,48 @@ const connectAll = (url: string) =>
     (clients) => Effect.sync(() => clients.forEach((c) => c.terminate()))
   )
 
-/** Drives the accepted server-side sockets directly; answers the median wall and CPU time per message. */
-const drive = (url: string) =>
+/** Connects 100 clients to `url` and answers the server's side of each, its `send` a counter. */
+const serverSides = (url: string) =>
   Effect.gen(function*() {
     accepted = []
     yield* connectAll(url)
     while (accepted.length < CONNECTIONS) yield* Effect.promise(() => new Promise((r) => setTimeout(r, 5)))
-    let sent = 0
-    for (const ws of accepted) {
+    const sides = { sockets: accepted, sent: 0 }
+    for (const ws of sides.sockets) {
       ws.send = (() => {
-        sent++
+        sides.sent++
       }) as typeof ws.send
     }
-    const frame = Buffer.alloc(64, "x")
-    const perRound = yield* Effect.promise(async () => {
-      const out: Array<Figures> = []
-      for (let r = 0; r <= rounds; r++) {
-        globalThis.gc?.()
-        sent = 0
-        const t0 = performance.now()
-        const cpu0 = process.cpuUsage()
-        for (let i = 0; i < messages; i += CONNECTIONS) {
-          // a fresh Buffer per frame, as `ws` hands one over per message
-          for (let j = 0; j < CONNECTIONS; j++) accepted[j]!.emit("message", Buffer.from(frame), false)
-          if ((i / CONNECTIONS) % 10 === 9) await new Promise((resolve) => setImmediate(resolve))
-        }
-        const wall = performance.now() - t0
-        const cpu = process.cpuUsage(cpu0)
-        if (handlerName !== "void" && sent !== messages) throw new Error(`expected ${messages} replies, got ${sent}`)
-        // round 0 warms up
-        if (r > 0) out.push({ wallMicros: (wall * 1000) / messages, cpuMicros: (cpu.user + cpu.system) / messages })
-      }
-      return out
-    })
-    return {
-      wallMicros: round(median(perRound.map((f) => f.wallMicros))),
-      cpuMicros: round(median(perRound.map((f) => f.cpuMicros)))
-    }
+    return sides
   })
 
-const fiberbot = Effect.scoped(Effect.gen(function*() {
+const frame = Buffer.alloc(64, "x")
+
+/** One round on one server: `messages` frames, a burst of one per connection, the loop turning every ten bursts. */
+const round1 = async (sides: { readonly sockets: ReadonlyArray<WebSocket>; sent: number }): Promise<Figures> => {
+  globalThis.gc?.()
+  sides.sent = 0
+  const t0 = performance.now()
+  const cpu0 = process.cpuUsage()
+  for (let i = 0, burst = 0; i < messages; i += CONNECTIONS, burst++) {
+    // a fresh Buffer per frame, as `ws` hands one over per message
+    for (let j = 0; j < CONNECTIONS && i + j < messages; j++) sides.sockets[j]!.emit("message", Buffer.from(frame), false)
+    if (burst % 10 === 9) await new Promise((resolve) => setImmediate(resolve))
+  }
+  await new Promise((resolve) => setImmediate(resolve))
+  const wall = performance.now() - t0
+  const cpu = process.cpuUsage(cpu0)
+  if (handlerName !== "void" && sides.sent !== messages) throw new Error(`expected ${messages} replies, got ${sides.sent}`)
+  return { wallMicros: (wall * 1000) / messages, cpuMicros: (cpu.user + cpu.system) / messages }
+}
+
+const summary = (xs: ReadonlyArray<Figures>): Figures => ({
+  wallMicros: round(median(xs.map((f) => f.wallMicros))),
+  cpuMicros: round(median(xs.map((f) => f.cpuMicros)))
+})
+
+const main = Effect.gen(function*() {
+  console.log(`ws-callback: ${messages} messages per round, ${rounds} rounds per side (alternating), handler "${handlerName}", fiber registry ${registry ? "on" : "off"}, handler metrics ${metrics ? "on" : "off"}, no network`)
   const manager = yield* BotManager
   const ws = Server.make({ outbound: { capacity: 1024 } })
   yield* manager.start(Bot.make({
@@ -111,22 +113,28 @@ const fiberbot = Effect.scoped(Effect.gen(function*() {
     router,
     options: { concurrency: 2000, intake: { capacity: 10_000 }, metrics }
   }))
-  const figures = yield* drive(ws.url()!)
+  const fiberbotSides = yield* serverSides(ws.url()!)
+  const { url } = yield* bareEcho
+  const bareSides = yield* serverSides(url)
+  const figures = yield* Effect.promise(async () => {
+    const out = { fiberbot: [] as Array<Figures>, bare: [] as Array<Figures> }
+    // a warm-up round each, then alternating rounds, so drift of the machine hits both alike
+    await round1(fiberbotSides)
+    await round1(bareSides)
+    for (let r = 0; r < rounds; r++) {
+      const order = r % 2 === 0 ? (["fiberbot", "bare"] as const) : (["bare", "fiberbot"] as const)
+      for (const side of order) out[side].push(await round1(side === "fiberbot" ? fiberbotSides : bareSides))
+    }
+    return out
+  })
   yield* manager.stop("ws-callback", { deadline: "5 seconds" })
-  return figures
-})).pipe(Effect.provide(Layer.fresh(registry ? BotManager.layer : BotManager.layerWith({ fiberRegistry: false }))))
-
-const bare = Effect.scoped(Effect.flatMap(bareEcho, ({ url }) => drive(url)))
-
-const main = Effect.gen(function*() {
-  console.log(`ws-callback: ${messages} messages per round, ${rounds} rounds, handler "${handlerName}", fiber registry ${registry ? "on" : "off"}, handler metrics ${metrics ? "on" : "off"}, no network`)
-  const fb = yield* fiberbot
-  const b = yield* bare
+  const fb = summary(figures.fiberbot)
+  const b = summary(figures.bare)
   const line = (f: Figures) => `${f.wallMicros} µs wall, ${f.cpuMicros} µs CPU per message`
   console.log(`  fiberbot ${line(fb)}`)
   console.log(`  bare ws  ${line(b)}`)
   console.log(JSON.stringify({ bench: "ws-callback", messages, rounds, handler: handlerName, registry, metrics, fiberbot: fb, bare: b, node: process.version }))
-})
+}).pipe(Effect.scoped, Effect.provide(Layer.fresh(registry ? BotManager.layer : BotManager.layerWith({ fiberRegistry: false }))))
 
 Effect.runPromise(main.pipe(Effect.provide(Logging.layer({ level: "warn" })))).then(
   () => process.exit(0),

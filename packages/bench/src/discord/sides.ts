@@ -1,7 +1,7 @@
 /**
  * The three clients the Discord benchmarks compare, each connected to the emulator, fed `events`
  * MESSAGE_CREATE dispatches by `feed`, and timed until its handler has seen them all (answers
- * dispatches per second):
+ * dispatches per second; `onHandled` is called right then, before the client is stopped):
  * - `fiberbot`: a fiberbot bot (shard -> Update -> intake -> dispatcher -> handler fiber) with the
  *   shared no-op counting handler;
  * - `shardOnly`: fiberbot's gateway layer alone, one shard whose dispatch callback counts;
@@ -15,7 +15,7 @@ import { Discord, DiscordShard, IdentifyThrottler, SessionStore } from "@fiberbo
 import type { DiscordEmulator } from "@fiberbot/testkit/discord"
 import { countingRouter } from "../counting.ts"
 
-export const fiberbot = (emu: DiscordEmulator.DiscordEmulator, compress: boolean, events: number, feed: Effect.Effect<void>): Effect.Effect<number, unknown> =>
+export const fiberbot = (emu: DiscordEmulator.DiscordEmulator, compress: boolean, events: number, feed: Effect.Effect<void>, onHandled: () => void = () => {}): Effect.Effect<number, unknown> =>
   Effect.gen(function*() {
     const manager = yield* BotManager
     const { done, router } = yield* countingRouter(events)
@@ -37,6 +37,7 @@ export const fiberbot = (emu: DiscordEmulator.DiscordEmulator, compress: boolean
     const started = performance.now()
     yield* feed
     yield* Deferred.await(done)
+    onHandled()
     const seconds = (performance.now() - started) / 1000
     const report = yield* manager.stop("bench", { deadline: "5 seconds" })
     if (!report.withinDeadline) throw new Error(`bench bot did not stop: ${report.unfinished.join(", ")}`)
@@ -44,7 +45,7 @@ export const fiberbot = (emu: DiscordEmulator.DiscordEmulator, compress: boolean
   }).pipe(Effect.provide(Layer.fresh(BotManager.layer)))
 
 /** The gateway layer alone: one fiberbot shard whose dispatch callback is the no-op handler. */
-export const shardOnly = (emu: DiscordEmulator.DiscordEmulator, compress: boolean, events: number, feed: Effect.Effect<void>): Effect.Effect<number, unknown> =>
+export const shardOnly = (emu: DiscordEmulator.DiscordEmulator, compress: boolean, events: number, feed: Effect.Effect<void>, onHandled: () => void = () => {}): Effect.Effect<number, unknown> =>
   Effect.scoped(Effect.gen(function*() {
     const done = yield* Deferred.make<void>()
     let handled = 0
@@ -77,12 +78,13 @@ export const shardOnly = (emu: DiscordEmulator.DiscordEmulator, compress: boolea
     const started = performance.now()
     yield* feed
     yield* Deferred.await(done)
+    onHandled()
     const seconds = (performance.now() - started) / 1000
     yield* Fiber.interrupt(fiber)
     return events / seconds
   }))
 
-export const discordjs = (emu: DiscordEmulator.DiscordEmulator, compress: boolean, events: number, feed: Effect.Effect<void>): Effect.Effect<number, unknown> =>
+export const discordjs = (emu: DiscordEmulator.DiscordEmulator, compress: boolean, events: number, feed: Effect.Effect<void>, onHandled: () => void = () => {}): Effect.Effect<number, unknown> =>
   Effect.gen(function*() {
     let handled = 0
     let resolveDone!: () => void
@@ -116,6 +118,7 @@ export const discordjs = (emu: DiscordEmulator.DiscordEmulator, compress: boolea
     const started = performance.now()
     yield* feed
     yield* Effect.promise(() => done)
+    onHandled()
     const seconds = (performance.now() - started) / 1000
     yield* Effect.promise(async () => manager.destroy())
     return events / seconds

@@ -157,14 +157,16 @@ export class Gateway {
   }
 
   /**
-   * Resolves once no live connection's socket holds more unsent frames than its high-water mark
-   * (at once when none does), or the socket closed. A load generator waits on this between bursts,
-   * as a real gateway's bounded send buffers make it wait: without it, an in-process emulator piles
-   * up frames for a client that reads slower than it writes (tens of MB in the dispatch benchmark),
-   * and collecting that pile costs the process under test, slowing its client further.
+   * Resolves once every live connection's socket that is over its high-water mark right now has
+   * handed all it buffered to the OS (its `drain` event), or has closed; at once when none is over
+   * it. A load generator awaits this between bursts, as a real gateway's bounded send buffers make
+   * it wait: without it, an in-process emulator piles up frames for a client that reads slower
+   * than it writes (tens of MB in the dispatch benchmark), and collecting that pile costs the
+   * process under test, slowing its client further. What the OS holds (a few MB on loopback) the
+   * client may not have read yet.
    */
   whenDrained(): Promise<void> {
-    // a destroyed socket never drains, and its 'close' may be past: nothing to wait for there
+    // (a destroyed or ending socket reports no need to drain: its 'close' may be past)
     const full = this.live().map(socketOf).filter((socket) => socket?.writableNeedDrain === true && !socket.destroyed)
     return Promise.all(full.map((socket) =>
       new Promise<void>((resolve) => {

@@ -260,10 +260,10 @@ export const make = (config: ShardConfig): Effect.Effect<Shard> =>
                 socket.pause()
               }
             }
-            socket.on("message", (data: Buffer, isBinary: boolean) => {
+            socket.on("message", (data: Buffer) => {
               let p: GatewayPayload
               try {
-                const text = decoder !== undefined ? decoder.push(data) : isBinary ? data.toString("utf8") : data.toString("utf8")
+                const text = decoder !== undefined ? decoder.push(data) : data.toString()
                 if (text === undefined) return
                 p = JSON.parse(text) as GatewayPayload
               } catch (e) {

@@ -166,8 +166,8 @@ export class Gateway {
    * client may not have read yet.
    */
   whenDrained(): Promise<void> {
-    // (a destroyed or ending socket reports no need to drain: its 'close' may be past)
-    const full = this.live().map(socketOf).filter((socket) => socket?.writableNeedDrain === true && !socket.destroyed)
+    // (`writableNeedDrain` is false for an ending or destroyed socket, whose 'close' may be past)
+    const full = this.live().map(socketOf).filter((socket) => socket?.writableNeedDrain === true)
     return Promise.all(full.map((socket) =>
       new Promise<void>((resolve) => {
         const done = () => {

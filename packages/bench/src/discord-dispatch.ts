@@ -4,16 +4,18 @@
  *
  * One in-process Discord emulator; each run connects a fresh client (one shard), the emulator
  * sends N MESSAGE_CREATE dispatches over 100 channels, and the run ends when the client's handler
- * has seen all N (the emulator writes each chunk of 1,000 in one go: see
- * `GatewayEmulator.corked`, and before the next chunk waits until its socket has handed the
- * last one to the OS: see `GatewayEmulator.whenDrained`). fiberbot as a bot (shard -> Update -> intake -> dispatcher -> handler fiber), and
- * fiberbot's gateway layer alone (one shard -> a no-op dispatch callback), run against @discordjs/ws's
- * WebSocketManager (socket -> `dispatch` event listener, its nearest equivalent), with and without
- * zlib-stream, in alternating rounds after a warm-up. The emulator's sending cost is in both
- * figures alike. Prints each run, the medians and ratios; the last line is one JSON object.
+ * has seen all N. The emulator writes each chunk of 1,000 in one go (`GatewayEmulator.corked`) and
+ * waits until its socket has handed that chunk to the OS before the next (`whenDrained`).
+ * Three clients, in alternating rounds after a warm-up, with and without zlib-stream:
+ * - fiberbot as a bot: shard -> Update -> intake -> dispatcher -> handler fiber;
+ * - fiberbot's gateway layer alone: one shard -> a no-op dispatch callback, on the shard's fast
+ *   path as the adapter uses it;
+ * - @discordjs/ws's WebSocketManager: socket -> `dispatch` event listener, its nearest equivalent.
+ * The emulator's sending cost is in every figure alike. Prints each run, the medians and ratios;
+ * the last line is one JSON object.
  *
  * Options: --events N (default 50000), --rounds N (default 5); for profiling one side:
- * --only fiberbot|discordjs, --plain or --zlib (these skip the summary).
+ * --only fiberbot|shard|discordjs, --plain or --zlib (these skip the summary).
  */
 import { Effect } from "effect"
 import { Logging } from "@fiberbot/core"

@@ -4,7 +4,8 @@
  * dispatches per second; `onHandled` is called right then, before the client is stopped):
  * - `fiberbot`: a fiberbot bot (shard -> Update -> intake -> dispatcher -> handler fiber) with the
  *   shared no-op counting handler;
- * - `shardOnly`: fiberbot's gateway layer alone, one shard whose dispatch callback counts;
+ * - `shardOnly`: fiberbot's gateway layer alone, one shard whose dispatch callbacks count, driven
+ *   as the Discord adapter drives its shards (see there);
  * - `discordjs`: @discordjs/ws's WebSocketManager with a counting `dispatch` listener, its nearest
  *   equivalent.
  */
@@ -44,11 +45,19 @@ export const fiberbot = (emu: DiscordEmulator.DiscordEmulator, compress: boolean
     return events / seconds
   }).pipe(Effect.provide(Layer.fresh(BotManager.layer)))
 
-/** The gateway layer alone: one fiberbot shard whose dispatch callback is the no-op handler. */
+/**
+ * The gateway layer alone: one fiberbot shard whose dispatch callbacks are the no-op handler. Like
+ * the adapter, it takes the shard's fast path (`onDispatchNow`, in the socket's callback) and the
+ * reader fiber (`onDispatch`) for what queued behind; with only the reader fiber it measured
+ * 0.90–0.94× @discordjs/ws, which was the cost of a path the bot seldom takes.
+ */
 export const shardOnly = (emu: DiscordEmulator.DiscordEmulator, compress: boolean, events: number, feed: Effect.Effect<void>, onHandled: () => void = () => {}): Effect.Effect<number, unknown> =>
   Effect.scoped(Effect.gen(function*() {
     const done = yield* Deferred.make<void>()
     let handled = 0
+    const see = (p: DiscordShard.GatewayPayload) => {
+      if (p.t === "MESSAGE_CREATE" && ++handled === events) Deferred.doneUnsafe(done, Effect.void)
+    }
     const throttler = yield* IdentifyThrottler.make({ maxConcurrency: 1, remaining: 1000 })
     const shard = yield* DiscordShard.make({
       id: 0,
@@ -68,10 +77,13 @@ export const shardOnly = (emu: DiscordEmulator.DiscordEmulator, compress: boolea
       inboxHighWater: 1024,
       store: SessionStore.memory(),
       throttler,
-      onDispatch: (p) =>
-        Effect.sync(() => {
-          if (p.t === "MESSAGE_CREATE" && ++handled === events) Deferred.doneUnsafe(done, Effect.void)
-        })
+      onDispatch: (p) => Effect.sync(() => see(p)),
+      // the fast path the Discord adapter gives its shards: a dispatch with nothing ahead of it is
+      // handed over in the socket's callback, the reader fiber takes the rest
+      onDispatchNow: (p) => {
+        see(p)
+        return true
+      }
     })
     const fiber = yield* Effect.forkScoped(shard.run)
     yield* shard.ready

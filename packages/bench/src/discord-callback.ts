@@ -3,10 +3,10 @@
  * discord-callback: what one gateway dispatch costs each client without the network and the
  * emulator, to find where discord-dispatch's cost is. A diagnostic, not a goal: each client (the
  * fiberbot bot, fiberbot's shard alone, @discordjs/ws) connects to the emulator and becomes ready,
- * then its own `ws` object is driven directly: `message` is emitted with the same 600-byte
- * MESSAGE_CREATE text frames discord-dispatch sends, in bursts of 40 (about one 64 KB read of the
- * socket), the event loop turning between bursts. Measured per dispatch, until the handler has
- * seen them all: wall time, and CPU time (the GC's helper threads included).
+ * then its own `ws` object is driven directly: `message` is emitted with the same 850-byte
+ * MESSAGE_CREATE text frames discord-dispatch sends, in bursts of 40 (34 KB; one read of a socket
+ * brings up to 64 KB), the event loop turning between bursts. Measured per dispatch, until the
+ * handler has seen them all: wall time, and CPU time (the GC's helper threads included).
  *
  * Options: --events N per round (default 100000), --rounds N (default 3), alternating sides after
  * a warm-up.

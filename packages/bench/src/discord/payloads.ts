@@ -1,6 +1,6 @@
 /**
- * Realistic MESSAGE_CREATE payloads (about 600 bytes each, like a plain guild message) for the
- * discord-dispatch benchmark, spread over `channels` channels.
+ * Realistic MESSAGE_CREATE payloads (about 800 bytes each, 850 as a gateway frame, like a plain
+ * guild message) for the Discord benchmarks, spread over `channels` channels.
  */
 export const messagePayloads = (channels: number): ReadonlyArray<Record<string, unknown>> =>
   Array.from({ length: channels }, (_, i) => ({

@@ -48,8 +48,10 @@ export const fiberbot = (emu: DiscordEmulator.DiscordEmulator, compress: boolean
 /**
  * The gateway layer alone: one fiberbot shard whose dispatch callbacks are the no-op handler. Like
  * the adapter, it takes the shard's fast path (`onDispatchNow`, in the socket's callback) and the
- * reader fiber (`onDispatch`) for what queued behind; with only the reader fiber it measured
- * 0.90–0.94× @discordjs/ws, which was the cost of a path the bot seldom takes.
+ * reader fiber (`onDispatch`) for what queued behind. Its fast path never refuses, so this is the
+ * gateway's best case: the bot's case for a MESSAGE_CREATE it has room for. (With only the reader
+ * fiber, a path the adapter's shards take where the fast path does not apply, it measured
+ * 0.90–0.94× @discordjs/ws.)
  */
 export const shardOnly = (emu: DiscordEmulator.DiscordEmulator, compress: boolean, events: number, feed: Effect.Effect<void>, onHandled: () => void = () => {}): Effect.Effect<number, unknown> =>
   Effect.scoped(Effect.gen(function*() {

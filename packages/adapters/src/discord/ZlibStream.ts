@@ -64,6 +64,25 @@ export interface Decoder {
   readonly close: () => void
 }
 
+/** The sync-flush marker `00 00 ff ff`, read from its last byte backwards. */
+const MARKER_FROM_END = [0xff, 0xff, 0x00, 0x00] as const
+
+/**
+ * Whether the bytes buffered so far end with the marker. Only the last four bytes are read, across
+ * frames when the newest is shorter (no frame is empty, so that is at most four frames): a message
+ * split over many frames costs no copy until it is complete.
+ */
+const endsWithMarker = (frames: ReadonlyArray<Buffer>): boolean => {
+  let k = 0
+  for (let i = frames.length - 1; i >= 0 && k < 4; i--) {
+    const frame = frames[i]!
+    for (let j = frame.byteLength - 1; j >= 0 && k < 4; j--, k++) {
+      if (frame[j] !== MARKER_FROM_END[k]) return false
+    }
+  }
+  return k === 4
+}
+
 export const makeDecoder = (): Decoder => {
   const inflate = zlib.createInflate({ chunkSize: 128 * 1024 })
   inflate.on("error", () => {})
@@ -71,17 +90,11 @@ export const makeDecoder = (): Decoder => {
   let pendingBytes = 0
   return {
     push: (frame) => {
+      if (frame.byteLength === 0) return undefined
       pending.push(frame)
       pendingBytes += frame.byteLength
       if (pendingBytes > MAX_PENDING) throw new Error(`zlib-stream message over ${MAX_PENDING} bytes`)
-      const n = frame.byteLength
-      if (n < 4 || frame[n - 4] !== 0x00 || frame[n - 3] !== 0x00 || frame[n - 2] !== 0xff || frame[n - 1] !== 0xff) {
-        // the marker may straddle frames only if a frame is shorter than 4 bytes
-        const all = pending.length === 1 ? frame : Buffer.concat(pending, pendingBytes)
-        const m = all.byteLength
-        if (!(m >= 4 && all[m - 4] === 0 && all[m - 3] === 0 && all[m - 2] === 0xff && all[m - 1] === 0xff)) return undefined
-        pending = [all]
-      }
+      if (!endsWithMarker(pending)) return undefined
       const input = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes)
       pending = []
       pendingBytes = 0

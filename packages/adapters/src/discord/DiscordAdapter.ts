@@ -119,7 +119,34 @@ export interface DiscordAdapter {
 
 const MAX_INTERACTIONS = 10_000
 
-const channelOf = (d: any): string | undefined => d?.channel_id ?? d?.channel?.id
+/** A snowflake or other id as Discord sends it: a non-empty string (numbers tolerated). */
+const idOf = (v: unknown): string | undefined =>
+  typeof v === "string" && v.length > 0 ? v : typeof v === "number" && Number.isSafeInteger(v) ? String(v) : undefined
+
+const channelOf = (d: any): string | undefined => idOf(d?.channel_id) ?? idOf(d?.channel?.id)
+
+const isObject = (d: unknown): d is Record<string, any> => typeof d === "object" && d !== null && !Array.isArray(d)
+
+/** Shard counts we accept from `/gateway/bot`: Discord's largest bots run a few thousand. */
+const MAX_SHARDS = 65_536
+
+/** Why a `/gateway/bot` answer cannot be used, or `undefined`. */
+const gatewayBotError = (info: unknown): string | undefined => {
+  if (!isObject(info)) return "not an object"
+  const nonNegative = (v: unknown) => typeof v === "number" && Number.isFinite(v) && v >= 0
+  if (typeof info.url !== "string" || !/^wss?:\/\//.test(info.url)) return "url is not a ws:// or wss:// URL"
+  try {
+    new URL(info.url)
+  } catch {
+    return "url does not parse"
+  }
+  if (!Number.isInteger(info.shards) || info.shards < 1 || info.shards > MAX_SHARDS) return `shards is not an integer in 1..${MAX_SHARDS}`
+  const limit = info.session_start_limit
+  if (!isObject(limit)) return "session_start_limit is missing"
+  if (!Number.isInteger(limit.max_concurrency) || limit.max_concurrency < 1) return "max_concurrency is not a positive integer"
+  if (!nonNegative(limit.remaining) || !nonNegative(limit.reset_after)) return "remaining or reset_after is not a number >= 0"
+  return undefined
+}
 
 export const make = (config: Config): DiscordAdapter => {
   const name = config.name ?? "discord"
@@ -135,6 +162,10 @@ export const make = (config: Config): DiscordAdapter => {
   const interactions = new Map<string, InteractionState>()
   const identifyHistory = new Map<number, number>()
 
+  /** What a reply to an interaction needs: its id, token and application id. */
+  const isInteraction = (d: unknown): d is Record<string, any> =>
+    isObject(d) && idOf(d.id) !== undefined && typeof d.token === "string" && d.token.length > 0 && idOf(d.application_id) !== undefined
+
   const track = (d: any, via: "gateway" | "http"): InteractionState => {
     const state: InteractionState = {
       id: String(d.id),
@@ -148,24 +179,30 @@ export const make = (config: Config): DiscordAdapter => {
     return state
   }
 
+  /**
+   * A dispatch as an update. `d` is whatever the gateway sent: nothing here may throw on it. A
+   * message or interaction without the ids it needs becomes a plain update of its type.
+   */
   const toUpdate = (t: string, d: any, shard: number, s: number | undefined, via: "gateway" | "http"): Update.Update<DiscordPayload> => {
     const payload = new Payload(t, d, shard, s, via)
-    if (t === "MESSAGE_CREATE") {
-      return Update.of(name, "message", String(d.id), String(d.channel_id), payload, d.content)
+    const id = isObject(d) ? idOf(d.id) : undefined
+    if (t === "MESSAGE_CREATE" && id !== undefined) {
+      const channel = idOf(d.channel_id)
+      if (channel !== undefined) return Update.of(name, "message", id, channel, payload, typeof d.content === "string" ? d.content : undefined)
     }
-    if (t === "INTERACTION_CREATE") {
-      const data = d.data
+    if (t === "INTERACTION_CREATE" && id !== undefined) {
+      const data = isObject(d.data) ? d.data : undefined
       const text = d.type === 2 && typeof data?.name === "string"
-        ? `/${data.name}${Array.isArray(data.options) && data.options.length > 0 ? " " + data.options.map((o: any) => String(o.value ?? "")).join(" ") : ""}`
+        ? `/${data.name}${Array.isArray(data.options) && data.options.length > 0 ? " " + data.options.map((o: any) => String(o?.value ?? "")).join(" ") : ""}`
         : undefined
-      const callbackData = d.type === 3 || d.type === 5 ? data?.custom_id : undefined
-      return Update.of(name, "interaction", String(d.id), channelOf(d) ?? String(d.id), payload, text, callbackData)
+      const callbackData = (d.type === 3 || d.type === 5) && typeof data?.custom_id === "string" ? data.custom_id : undefined
+      return Update.of(name, "interaction", id, channelOf(d) ?? id, payload, text, callbackData)
     }
     return Update.of(
       name,
       t.toLowerCase(),
-      d?.id !== undefined ? String(d.id) : `${shard}:${s ?? 0}`,
-      channelOf(d) ?? d?.guild_id ?? `shard-${shard}`,
+      id ?? `${shard}:${s ?? 0}`,
+      (isObject(d) ? channelOf(d) ?? idOf(d.guild_id) : undefined) ?? `shard-${shard}`,
       payload
     )
   }
@@ -177,7 +214,8 @@ export const make = (config: Config): DiscordAdapter => {
 
   const stateOf = (update: Update.Update): InteractionState | undefined => {
     const p = update.payload as DiscordPayload
-    return p.t === "INTERACTION_CREATE" ? interactions.get(String(p.d.id)) : undefined
+    const id = p.t === "INTERACTION_CREATE" && isObject(p.d) ? idOf(p.d.id) : undefined
+    return id === undefined ? undefined : interactions.get(id)
   }
 
   /** `extra` holds Discord message fields (embeds, components ...); `filename` names `data`. */
@@ -242,7 +280,8 @@ export const make = (config: Config): DiscordAdapter => {
       const run = yield* FiberSet.runtime(set)<never>()
       const handle = (req: IncomingMessage, res: ServerResponse) =>
         Effect.gen(function*() {
-          const url = new URL(req.url ?? "/", "http://localhost")
+          const url = URL.parse(req.url ?? "/", "http://localhost")
+          if (url === null) return Interactions.send(res, 400, { error: "bad request target" })
           if (url.pathname !== path) return Interactions.send(res, 404, { error: "not found" })
           if (req.method !== "POST") return Interactions.send(res, 405, { error: "POST only" })
           const raw = yield* Interactions.readBody(req, limit)
@@ -301,6 +340,8 @@ export const make = (config: Config): DiscordAdapter => {
       let resetAfter = 0
       if (gatewayUrl === undefined || count === undefined || config.maxConcurrency === undefined) {
         const info = yield* r.getGatewayBot().pipe(Effect.mapError((e) => fail(`GET /gateway/bot failed: ${e.message}`, e)))
+        const unusable = gatewayBotError(info)
+        if (unusable !== undefined) return yield* fail(`GET /gateway/bot answered something unusable: ${unusable}`)
         gatewayUrl = gatewayUrl ?? info.url
         count = count ?? info.shards
         maxConcurrency = config.maxConcurrency ?? info.session_start_limit.max_concurrency
@@ -320,7 +361,7 @@ export const make = (config: Config): DiscordAdapter => {
         const type = p.t!
         if (ignore.has(type)) return Effect.void
         const d = p.d as any
-        if (type === "INTERACTION_CREATE") track(d, "gateway")
+        if (type === "INTERACTION_CREATE" && isInteraction(d)) track(d, "gateway")
         // The shard keeps reading and heartbeating whatever the bot can take: a dispatch it is too
         // busy for (intake full with reject-busy, or the breaker open) is shed and counted, never
         // buffered without bound. The first of each busy spell is logged.

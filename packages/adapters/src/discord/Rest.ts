@@ -8,6 +8,10 @@
  * and network errors; each attempt has a timeout. Bucket permits are semaphores, so a request that
  * is interrupted (timeout, bot stop) always gives its permit back (discordeno PR #5274). 401, 403
  * and 429 responses are counted: Cloudflare bans a bot at 10,000 per 10 minutes, we warn far before.
+ *
+ * Every wait is bounded: a request that would wait longer than `maxRateLimitWait` for its bucket or
+ * the global limit fails at once with a 429 `RestError` saying how long, and reset times the server
+ * sends are capped at an hour, so a hostile or broken answer cannot stall a bucket for good.
  */
 import { Clock, Duration, Effect, Redacted, Semaphore } from "effect"
 import type {
@@ -37,6 +41,10 @@ export interface Options {
   readonly globalPerSecond?: number | undefined
   /** Invalid responses (401/403/429) per 10 minutes at which to start warning (default 1,000). */
   readonly invalidWarnAt?: number | undefined
+  /** Longest wait for a rate limit before a request fails instead (default 60 s). */
+  readonly maxRateLimitWait?: Duration.Input | undefined
+  /** Largest response body read (default 32 MiB); a larger one is a failed attempt. */
+  readonly maxResponseBytes?: number | undefined
 }
 
 export interface FileUpload {
@@ -99,6 +107,17 @@ export const routeOf = (method: string, path: string): { readonly route: string;
 }
 
 const TEN_MINUTES = 600_000
+/** Reset and retry times above this are taken as this: Discord's own are seconds to minutes. */
+const MAX_RESET_MS = 3_600_000
+/** Buckets kept before idle ones are forgotten, oldest first, down to `BUCKETS_AFTER_PRUNE`. */
+const BUCKETS_MAX = 10_000
+const BUCKETS_AFTER_PRUNE = 9_000
+
+/** A reset or retry time in seconds from a header or body, as milliseconds within [0, 1 h]. */
+const resetMs = (seconds: unknown): number | undefined => {
+  const n = typeof seconds === "number" ? seconds : typeof seconds === "string" && seconds.trim() !== "" ? Number(seconds) : Number.NaN
+  return Number.isFinite(n) ? Math.min(MAX_RESET_MS, Math.max(0, n * 1000)) : undefined
+}
 
 export const make = (options: Options): Effect.Effect<Rest> =>
   Effect.gen(function*() {
@@ -110,6 +129,8 @@ export const make = (options: Options): Effect.Effect<Rest> =>
     const rateLimitRetries = options.rateLimitRetries ?? 5
     const globalPerSecond = options.globalPerSecond ?? 50
     const warnAt = options.invalidWarnAt ?? 1000
+    const maxWaitMs = Duration.toMillis(Duration.fromInputUnsafe(options.maxRateLimitWait ?? "60 seconds"))
+    const maxResponseBytes = options.maxResponseBytes ?? 32 * 1024 * 1024
     // short keep-alive: hosts drop idle sockets and a stale one costs a whole timeout (discord.js#11554)
     const agent = new Agent({ keepAliveTimeout: 4_000, keepAliveMaxTimeout: 10_000, connections: 64 })
     const routeToBucket = new Map<string, string>()
@@ -122,9 +143,20 @@ export const make = (options: Options): Effect.Effect<Rest> =>
     const bucketFor = (key: string): Bucket => {
       let b = buckets.get(key)
       if (b === undefined) {
-        if (buckets.size > 10_000) {
-          // forget idle buckets instead of growing forever
-          for (const [k, v] of buckets) if (v.resetAt < now() && !v.busy) buckets.delete(k)
+        if (buckets.size >= BUCKETS_MAX) {
+          // Forget idle buckets, oldest first, instead of growing forever (each interaction's
+          // webhook token is a major parameter of its own). Down to well below the bound, so the
+          // scan runs once per thousand new buckets, not for every one. A forgotten bucket that
+          // was still limited costs at most one 429, which teaches it again.
+          const t = now()
+          for (const [k, v] of buckets) {
+            if (buckets.size <= BUCKETS_AFTER_PRUNE) break
+            if (!v.busy && v.resetAt <= t) buckets.delete(k)
+          }
+          for (const [k, v] of buckets) {
+            if (buckets.size <= BUCKETS_AFTER_PRUNE) break
+            if (!v.busy) buckets.delete(k)
+          }
         }
         b = { lock: Semaphore.makeUnsafe(1), remaining: undefined, resetAt: 0, busy: false }
         buckets.set(key, b)
@@ -147,17 +179,19 @@ export const make = (options: Options): Effect.Effect<Rest> =>
       return Effect.void
     })
 
-    const waitGlobal = Effect.gen(function*() {
+    /** Waits for a slot of the global limit; the wait in ms instead when it would be longer than allowed. */
+    const waitGlobal: Effect.Effect<number | undefined> = Effect.gen(function*() {
       while (true) {
         const t = yield* Clock.currentTimeMillis
         if (t < globalPausedUntil) {
+          if (globalPausedUntil - t > maxWaitMs) return globalPausedUntil - t
           yield* Effect.sleep(globalPausedUntil - t)
           continue
         }
         while (globalTimes.length > 0 && t - globalTimes[0]! >= 1000) globalTimes.shift()
         if (globalTimes.length < globalPerSecond) {
           globalTimes.push(t)
-          return
+          return undefined
         }
         yield* Effect.sleep(globalTimes[0]! + 1000 - t)
       }
@@ -166,6 +200,8 @@ export const make = (options: Options): Effect.Effect<Rest> =>
     type Attempt =
       | { readonly _tag: "ok"; readonly status: number; readonly headers: Record<string, string | Array<string> | undefined>; readonly text: string }
       | { readonly _tag: "network"; readonly error: unknown }
+    /** An attempt, or no attempt because the wait for the rate limit would be too long. */
+    type Outcome = Attempt | { readonly _tag: "limited"; readonly waitMs: number; readonly global: boolean }
 
     const attempt = (method: string, url: string, path: string, opts: RequestOptions): Effect.Effect<Attempt> => {
       const headers: Record<string, string> = { "user-agent": USER_AGENT }
@@ -184,8 +220,22 @@ export const make = (options: Options): Effect.Effect<Rest> =>
       return Effect.tryPromise({
         try: async (signal) => {
           const res = await undiciRequest(url, { method: method as "GET", headers, body, dispatcher: agent, signal })
-          const text = await res.body.text()
-          return { _tag: "ok" as const, status: res.statusCode, headers: res.headers, text }
+          const declared = Number(res.headers["content-length"])
+          if (declared > maxResponseBytes) {
+            res.body.destroy()
+            throw new Error(`response of ${declared} bytes is over ${maxResponseBytes}`)
+          }
+          const chunks: Array<Buffer> = []
+          let size = 0
+          for await (const chunk of res.body) {
+            size += (chunk as Buffer).byteLength
+            if (size > maxResponseBytes) {
+              res.body.destroy()
+              throw new Error(`response is over ${maxResponseBytes} bytes`)
+            }
+            chunks.push(chunk as Buffer)
+          }
+          return { _tag: "ok" as const, status: res.statusCode, headers: res.headers, text: Buffer.concat(chunks, size).toString("utf8") }
         },
         catch: (error) => error
       }).pipe(
@@ -227,11 +277,17 @@ export const make = (options: Options): Effect.Effect<Rest> =>
         while (true) {
           const key = `${routeToBucket.get(route) ?? route}|${major}`
           const bucket = bucketFor(key)
-          const result = yield* Semaphore.withPermit(bucket.lock, Effect.gen(function*() {
+          const result: Outcome = yield* Semaphore.withPermit(bucket.lock, Effect.gen(function*(): Effect.fn.Return<Outcome> {
             bucket.busy = true
             const t = yield* Clock.currentTimeMillis
-            if (bucket.remaining === 0 && t < bucket.resetAt) yield* Effect.sleep(bucket.resetAt - t)
-            if (!isCallback) yield* waitGlobal
+            if (bucket.remaining === 0 && t < bucket.resetAt) {
+              if (bucket.resetAt - t > maxWaitMs) return { _tag: "limited", waitMs: bucket.resetAt - t, global: false } as const
+              yield* Effect.sleep(bucket.resetAt - t)
+            }
+            if (!isCallback) {
+              const globalWait = yield* waitGlobal
+              if (globalWait !== undefined) return { _tag: "limited", waitMs: globalWait, global: true } as const
+            }
             const r = yield* attempt(method, url, path, opts)
             if (r._tag === "network") return r
             const hash = header(r.headers, "x-ratelimit-bucket")
@@ -243,11 +299,11 @@ export const make = (options: Options): Effect.Effect<Rest> =>
               if (!buckets.has(`${hash}|${major}`)) buckets.set(`${hash}|${major}`, bucket)
             }
             if (remaining !== undefined) bucket.remaining = Number(remaining)
-            if (resetAfter !== undefined) bucket.resetAt = at + Number(resetAfter) * 1000
+            const resetAfterMs = resetMs(resetAfter)
+            if (resetAfterMs !== undefined) bucket.resetAt = at + resetAfterMs
             if (r.status === 429) {
               const body = parse(r.text) as { retry_after?: unknown; global?: unknown } | undefined
-              const retryAfterS = typeof body?.retry_after === "number" ? body.retry_after : Number(header(r.headers, "retry-after") ?? 1)
-              const retryMs = Math.max(0, (Number.isFinite(retryAfterS) ? retryAfterS : 1) * 1000)
+              const retryMs = resetMs(body?.retry_after) ?? resetMs(header(r.headers, "retry-after")) ?? 1000
               const scope = header(r.headers, "x-ratelimit-scope")
               const global = header(r.headers, "x-ratelimit-global") === "true" || body?.global === true
               if (global) globalPausedUntil = Math.max(globalPausedUntil, at + retryMs)
@@ -262,6 +318,12 @@ export const make = (options: Options): Effect.Effect<Rest> =>
           }).pipe(Effect.ensuring(Effect.sync(() => {
             bucket.busy = false
           }))))
+          if (result._tag === "limited") {
+            return yield* fail(
+              429,
+              `rate limited${result.global ? " (global)" : ""}: would wait ${Math.ceil(result.waitMs / 1000)} s, over the ${Math.ceil(maxWaitMs / 1000)} s allowed`
+            )
+          }
           if (result._tag === "network") {
             if (++serverErrors > retries) return yield* fail(undefined, `network error: ${String(result.error)}`, undefined, result.error)
             yield* Effect.sleep(Math.floor(250 * 2 ** serverErrors * (0.5 + Math.random() / 2)))

@@ -147,6 +147,34 @@ const withQuery = (url: string, compress: boolean) => {
   return u.toString()
 }
 
+const MIN_HEARTBEAT_MS = 1_000
+const MAX_HEARTBEAT_MS = 300_000
+
+/**
+ * Why a parsed frame is not a gateway payload, or `undefined` when it is one: an object with an
+ * integer `op`, `s` a number or absent, `t` a string or absent, and a dispatch (op 0) named by `t`.
+ * Checked before anything reads it, so no field access on a hostile frame can throw.
+ */
+export const shapeError = (p: unknown): string | undefined => {
+  if (typeof p !== "object" || p === null || Array.isArray(p)) return "not a JSON object"
+  const { op, s, t } = p as { op?: unknown; s?: unknown; t?: unknown }
+  if (typeof op !== "number" || !Number.isInteger(op)) return "op is not an integer"
+  if (s !== undefined && s !== null && (typeof s !== "number" || !Number.isSafeInteger(s) || s < 0)) return "s is not a sequence number"
+  if (t !== undefined && t !== null && typeof t !== "string") return "t is not a string"
+  if (op === 0 && (typeof t !== "string" || t.length === 0)) return "a dispatch without an event name"
+  return undefined
+}
+
+const isGatewayUrl = (url: unknown): url is string => {
+  if (typeof url !== "string") return false
+  try {
+    const u = new URL(url)
+    return u.protocol === "wss:" || u.protocol === "ws:"
+  } catch {
+    return false
+  }
+}
+
 export const make = (config: ShardConfig): Effect.Effect<Shard> =>
   Effect.gen(function*() {
     const clock = yield* Clock.Clock
@@ -246,7 +274,8 @@ export const make = (config: ShardConfig): Effect.Effect<Shard> =>
         // the reader holds taken payloads (possibly waiting on the bot): later ones must queue behind
         let readerBusy = false
         const dispatchNow = config.onDispatchNow
-        const url = withQuery(resume && session !== undefined ? session.resumeUrl : config.gatewayUrl, config.compress)
+        // a stored session may hold a resume URL from an older process or a store edited by hand
+        const url = withQuery(resume && session !== undefined && isGatewayUrl(session.resumeUrl) ? session.resumeUrl : config.gatewayUrl, config.compress)
 
         const ws = yield* Effect.acquireRelease(
           Effect.sync(() => {
@@ -269,9 +298,18 @@ export const make = (config: ShardConfig): Effect.Effect<Shard> =>
               } catch (e) {
                 return queue({ _tag: "bad", error: String(e) })
               }
+              const malformed = shapeError(p)
+              if (malformed !== undefined) return queue({ _tag: "bad", error: malformed })
               if (!readerBusy && readyAt !== undefined && dispatchNow !== undefined && Queue.sizeUnsafe(inbox) === 0) {
                 // nothing ahead of it: hand a dispatch over right here, without a trip through the reader
-                if (p.op === 0 && p.t !== "READY" && p.t !== "RESUMED" && dispatchNow(p, shard)) {
+                let handed = false
+                try {
+                  handed = p.op === 0 && p.t !== "READY" && p.t !== "RESUMED" && dispatchNow(p, shard)
+                } catch {
+                  // a throw here would escape `ws`'s callback and end the process: the reader takes
+                  // the payload instead, where a failure is caught, logged and the payload skipped
+                }
+                if (handed) {
                   if (typeof p.s === "number") seq = p.s
                   counted.n++
                   return
@@ -351,9 +389,14 @@ export const make = (config: ShardConfig): Effect.Effect<Shard> =>
               if (p.t === "RESUMED") return Effect.andThen(commit, onReady())
               const deliver = Effect.uninterruptibleMask((restore) => Effect.andThen(restore(config.onDispatch(p, shard)), commit))
               if (p.t === "READY") {
-                const d = p.d as { session_id: string; resume_gateway_url: string }
+                const d = p.d as { session_id?: unknown; resume_gateway_url?: unknown } | null
                 return Effect.andThen(deliver, Effect.suspend(() => {
-                  session = { sessionId: d.session_id, resumeUrl: d.resume_gateway_url, seq }
+                  // without a session id there is nothing to resume (the next connection identifies);
+                  // without a usable resume URL, a resume goes to the gateway URL
+                  const sessionId = typeof d?.session_id === "string" && d.session_id.length > 0 ? d.session_id : undefined
+                  session = sessionId === undefined
+                    ? undefined
+                    : { sessionId, resumeUrl: isGatewayUrl(d?.resume_gateway_url) ? d.resume_gateway_url : config.gatewayUrl, seq }
                   return onReady()
                 }))
               }
@@ -379,7 +422,11 @@ export const make = (config: ShardConfig): Effect.Effect<Shard> =>
               if (helloSeen) return Effect.void
               helloSeen = true
               const interval = Number((p.d as { heartbeat_interval?: unknown })?.heartbeat_interval)
-              const safeInterval = Number.isFinite(interval) && interval > 0 ? interval : 41_250
+              // clamped: a tiny interval would flood the gateway outside the send limiter, a huge one
+              // would switch off zombie detection
+              const safeInterval = Number.isFinite(interval) && interval > 0
+                ? Math.min(MAX_HEARTBEAT_MS, Math.max(MIN_HEARTBEAT_MS, interval))
+                : 41_250
               limiter = SendLimiter.make({ reserved: SendLimiter.reservedFor(safeInterval) })
               return Effect.gen(function*() {
                 yield* Effect.forkIn(heartbeat(safeInterval), scope)
@@ -450,7 +497,15 @@ export const make = (config: ShardConfig): Effect.Effect<Shard> =>
                 finish({ _tag: "Resume", reason: `undecodable payload: ${item.error}`, code: undefined })
                 return
               }
-              yield* handle(item.payload)
+              const handled = yield* Effect.exit(Effect.suspend(() => handle(item.payload)))
+              if (handled._tag === "Failure" && !Cause.hasInterruptsOnly(handled.cause)) {
+                // one payload the bot could not take must not stop the reader (ACKs, the rest)
+                const p = item.payload
+                if (p.op === 0 && typeof p.s === "number") seq = Math.max(seq, p.s)
+                yield* Effect.logError(`discord shard ${config.id}: a ${p.t ?? `op ${p.op}`} payload could not be handled; skipped`, handled.cause)
+              } else if (handled._tag === "Failure") {
+                return yield* handled
+              }
             }
             if (paused && Queue.sizeUnsafe(inbox) < config.inboxHighWater / 2) {
               paused = false

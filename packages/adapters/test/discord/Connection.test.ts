@@ -1,8 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit } from "effect"
+import { Effect, Exit, Fiber, Redacted } from "effect"
 import { TestClock } from "effect/testing"
 import { BotManager } from "@fiberbot/core"
 import { DiscordEmulator } from "@fiberbot/testkit/discord"
+import { DiscordShard, IdentifyThrottler, SessionStore } from "@fiberbot/adapters/discord"
 import { adapterFor, echoBot, pump, pumped, realSleep, startBot, stopBot, withManager } from "./helpers.ts"
 
 const clientOps = (emu: DiscordEmulator.DiscordEmulator, op: number) =>
@@ -89,6 +90,30 @@ describe("Discord shard connection", () => {
       assert.strictEqual(emu.gateway.connections.size, 0)
     })))
 
+  it.effect("start refuses a /gateway/bot answer it cannot use, with a typed error and no connection", () =>
+    withManager(Effect.gen(function*() {
+      const emu = yield* DiscordEmulator.make()
+      const manager = yield* BotManager
+      const limit = { total: 1000, remaining: 1000, reset_after: 0, max_concurrency: 1 }
+      for (const [body, why] of [
+        [{ url: "not a url", shards: 1, session_start_limit: limit }, "url"],
+        [{ url: emu.gatewayUrl, shards: 1e9, session_start_limit: limit }, "shards"],
+        [{ url: emu.gatewayUrl, shards: 1.5, session_start_limit: limit }, "shards"],
+        [{ url: emu.gatewayUrl, shards: 1 }, "session_start_limit"],
+        [{ url: emu.gatewayUrl, shards: 1, session_start_limit: { ...limit, max_concurrency: 0 } }, "max_concurrency"],
+        [{ url: emu.gatewayUrl, shards: 1, session_start_limit: { ...limit, remaining: "many" } }, "remaining"],
+        [[], "not an object"]
+      ] as const) {
+        emu.script({ path: /gateway\/bot$/, status: 200, body })
+        const exit = yield* pumped(Effect.exit(manager.start(echoBot(adapterFor(emu)))))
+        assert.isTrue(Exit.isFailure(exit))
+        const cause = String(Exit.isFailure(exit) ? exit.cause : "")
+        assert.include(cause, "answered something unusable")
+        assert.include(cause, why)
+      }
+      assert.strictEqual(emu.gateway.connections.size, 0)
+    })))
+
   it.effect("re-identifies count against session_start_limit: when it runs out the shard stops with a typed error", () =>
     withManager(Effect.gen(function*() {
       const emu = yield* DiscordEmulator.make({ sessionStartRemaining: 2 })
@@ -120,7 +145,15 @@ describe("Discord shard connection", () => {
 describe("Discord shard: hostile input", () => {
   for (const [what, compress, data] of [
     ["a frame that is not JSON", false, "{this is not json"],
-    ["a corrupt zlib-stream frame", true, Buffer.from([0x78, 0x9c, 1, 2, 3, 4, 5, 0, 0, 0xff, 0xff])]
+    ["a corrupt zlib-stream frame", true, Buffer.from([0x78, 0x9c, 1, 2, 3, 4, 5, 0, 0, 0xff, 0xff])],
+    // JSON, but not a gateway payload: nothing may read a field of these before they are checked
+    ["a JSON null", false, "null"],
+    ["a JSON array", false, "[0, 1]"],
+    ["a payload without op", false, "{\"d\":{}}"],
+    ["an op that is a string", false, "{\"op\":\"0\",\"t\":\"MESSAGE_CREATE\",\"d\":{}}"],
+    ["a dispatch without t", false, "{\"op\":0,\"s\":1,\"d\":{}}"],
+    ["a dispatch whose t is a number", false, "{\"op\":0,\"t\":5,\"d\":{}}"],
+    ["a sequence number that is a string", false, "{\"op\":0,\"t\":\"MESSAGE_CREATE\",\"s\":\"7\",\"d\":{}}"]
   ] as const) {
     it.effect(`${what} ends that connection only; the shard resumes and loses nothing`, () =>
       withManager(Effect.gen(function*() {
@@ -132,6 +165,112 @@ describe("Discord shard: hostile input", () => {
         yield* pump(() => clientOps(emu, 6).length === 1 && discord.shards()[0]!.state === "ready", { step: "1 second", what: "resume" })
         yield* pump(() => [...emu.rest.messages.values()].some((m) => m.content === "echo: after the garbage"), { what: "message after garbage" })
         assert.strictEqual(clientOps(emu, 2).length, 1)
+        yield* stopBot("echo")
+      })))
+  }
+
+  it.effect("dispatches whose data is not what their event needs: the process, the connection and later messages go on", () =>
+    withManager(Effect.gen(function*() {
+      const emu = yield* DiscordEmulator.make()
+      const discord = adapterFor(emu)
+      yield* startBot(echoBot(discord))
+      // well-formed payloads (op, s and t are right) with hostile `d`: once these crashed the
+      // process from the socket's callback or stopped the shard's reader
+      const hostile: Array<[string, unknown]> = [
+        ["MESSAGE_CREATE", null],
+        ["MESSAGE_CREATE", {}],
+        ["MESSAGE_CREATE", { id: {}, channel_id: [1], content: 5 }],
+        ["MESSAGE_CREATE", "text"],
+        ["INTERACTION_CREATE", null],
+        ["INTERACTION_CREATE", { id: "1" }],
+        ["INTERACTION_CREATE", { id: "2", token: "t", application_id: "3", type: 2, data: { name: "x", options: [null, 5] } }],
+        ["GUILD_CREATE", 42],
+        ["TYPING_START", [null]]
+      ]
+      for (const [t, d] of hostile) emu.gateway.dispatch(t, d)
+      emu.messageCreate({ channelId: "5", content: "still here" })
+      yield* pump(() => [...emu.rest.messages.values()].some((m) => m.content === "echo: still here"), { what: "message after the hostile dispatches" })
+      assert.strictEqual(clientOps(emu, 6).length, 0, "no resume was needed")
+      assert.strictEqual(clientOps(emu, 2).length, 1)
+      assert.strictEqual(discord.shards()[0]!.state, "ready")
+      yield* stopBot("echo")
+    })))
+
+  it.effect("a payload the shard's callback cannot take is logged and skipped; the reader goes on", () =>
+    withManager(Effect.gen(function*() {
+      const emu = yield* DiscordEmulator.make()
+      const seen: Array<string> = []
+      const throttler = yield* IdentifyThrottler.make({ maxConcurrency: 1, remaining: 10 })
+      const shard = yield* DiscordShard.make({
+        id: 0,
+        count: 1,
+        token: Redacted.make(emu.token),
+        intents: 513,
+        gatewayUrl: emu.gatewayUrl,
+        compress: false,
+        openTimeoutMs: 5_000,
+        helloTimeoutMs: 5_000,
+        readyTimeoutMs: 5_000,
+        closeTimeoutMs: 1_000,
+        backoffBaseMs: 1_000,
+        backoffMaxMs: 10_000,
+        stableAfterMs: 60_000,
+        maxResumeFailures: 2,
+        inboxHighWater: 64,
+        store: SessionStore.memory(),
+        throttler,
+        // no fast path: every dispatch goes through the reader fiber
+        onDispatch: (p) =>
+          (p.d as { content?: string } | null)?.content === "poison"
+            ? Effect.die(new Error("handler bug"))
+            : Effect.sync(() => {
+              if (p.t === "MESSAGE_CREATE") seen.push((p.d as { content: string }).content)
+            })
+      })
+      const run = yield* Effect.forkScoped(shard.run)
+      yield* pumped(shard.ready, "1 second")
+      emu.messageCreate({ channelId: "1", content: "before" })
+      emu.messageCreate({ channelId: "1", content: "poison" })
+      emu.messageCreate({ channelId: "1", content: "after" })
+      yield* pump(() => seen.length === 2, { what: "both good messages" })
+      assert.deepStrictEqual(seen, ["before", "after"])
+      assert.strictEqual(shard.status().state, "ready")
+      assert.strictEqual(clientOps(emu, 6).length + clientOps(emu, 2).length, 1, "no new connection")
+      yield* Fiber.interrupt(run)
+    })))
+
+  it.effect("READY with a broken resume_gateway_url: the resume goes to the gateway URL instead", () =>
+    withManager(Effect.gen(function*() {
+      const emu = yield* DiscordEmulator.make({ resumeUrl: "not a url" })
+      const discord = adapterFor(emu)
+      yield* startBot(echoBot(discord))
+      emu.gateway.sendOp(7, null)
+      yield* pump(() => clientOps(emu, 6).length === 1 && discord.shards()[0]!.state === "ready", { step: "1 second", what: "resumed" })
+      assert.strictEqual(clientOps(emu, 2).length, 1, "resumed, not identified again")
+      emu.messageCreate({ channelId: "5", content: "after the resume" })
+      yield* pump(() => [...emu.rest.messages.values()].some((m) => m.content === "echo: after the resume"), { what: "echo" })
+      yield* stopBot("echo")
+    })))
+
+  for (const [what, interval, check] of [
+    ["a huge heartbeat_interval still beats within 5 minutes", 1e12, (beats: number) => beats >= 1],
+    ["a tiny heartbeat_interval beats at most once a second", 0.5, (beats: number) => beats <= 12]
+  ] as const) {
+    it.effect(what, () =>
+      withManager(Effect.gen(function*() {
+        const emu = yield* DiscordEmulator.make({ heartbeatInterval: interval })
+        const discord = adapterFor(emu)
+        yield* startBot(echoBot(discord), "100 millis")
+        const before = clientOps(emu, 1).length
+        const acks = () => emu.frames().filter((f) => f.direction === "out" && f.op === 11).length
+        for (let i = 0; i < 10; i++) {
+          yield* TestClock.adjust(interval > 1000 ? "31 seconds" : "1 second")
+          // each ACK reaches the shard before the clock moves on: no beat may look like a zombie's
+          yield* pump(() => acks() >= clientOps(emu, 1).length, { what: "ACKs" })
+          yield* realSleep(2)
+        }
+        assert.isTrue(check(clientOps(emu, 1).length - before), `${clientOps(emu, 1).length - before} beats`)
+        assert.strictEqual(clientOps(emu, 6).length, 0, "no zombie closes and resumes")
         yield* stopBot("echo")
       })))
   }

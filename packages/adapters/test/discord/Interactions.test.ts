@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import { connect } from "node:net"
 import { type Duration, Effect } from "effect"
 import { Bot, Router } from "@fiberbot/core"
 import { Discord, Interactions } from "@fiberbot/adapters/discord"
@@ -91,6 +92,33 @@ describe("Discord interactions", () => {
       const huge = yield* pumped(emu.postInteraction(url, { type: 2, padding: "x".repeat(10_000) }))
       assert.strictEqual(huge.status, 413)
       assert.strictEqual(emu.rest.interactionResponses.length, 1, "nothing reached a handler")
+      yield* stopBot("slash")
+    })))
+
+  it.effect("HTTP: a request target that is not a URL gets 400, and the endpoint goes on", () =>
+    withManager(Effect.gen(function*() {
+      const emu = yield* DiscordEmulator.make()
+      const discord = adapterFor(emu, { interactions: { publicKey: emu.publicKey } })
+      yield* startBot(slashBot(discord))
+      const url = new URL(discord.interactionsUrl()!)
+      // raw, because no HTTP client sends this target
+      const raw = (target: string) =>
+        Effect.promise(() =>
+          new Promise<string>((resolve, reject) => {
+            const socket = connect(Number(url.port), url.hostname, () => {
+              socket.end(`POST ${target} HTTP/1.1\r\nHost: ${url.host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`)
+            })
+            let answer = ""
+            socket.setEncoding("utf8")
+            socket.on("data", (chunk: string) => (answer += chunk))
+            socket.on("end", () => resolve(answer))
+            socket.on("error", reject)
+          })
+        )
+      const answer = yield* pumped(raw("http://["), "100 millis")
+      assert.match(answer, /^HTTP\/1\.1 400 /)
+      const ok = yield* pumped(emu.postInteraction(url.href, DiscordEmulator.slashCommand({ channelId: "9", name: "ping" })), "100 millis")
+      assert.strictEqual(ok.status, 200)
       yield* stopBot("slash")
     })))
 

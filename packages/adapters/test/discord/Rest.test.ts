@@ -107,6 +107,50 @@ describe("Discord REST", () => {
       assert.strictEqual(next.content, "next")
     })))
 
+  it.effect("hostile rate-limit answers: a wait past maxRateLimitWait fails at once, and no bucket stalls for good", () =>
+    withManager(Effect.gen(function*() {
+      const emu = yield* DiscordEmulator.make()
+      const rest = yield* restFor(emu, { maxRateLimitWait: "30 seconds" })
+      // a bucket told to wait a billion seconds: the request fails with a 429 saying so (the reset
+      // is capped at an hour), instead of sleeping on it; other channels are not held up
+      emu.script({ path: /channels\/810001\/messages$/, status: 429, body: { retry_after: 1e9, global: false }, headers: { "x-ratelimit-scope": "user" } })
+      const e1 = yield* pumped(Effect.flip(rest.createMessage("810001", { content: "a" })), "100 millis", 50)
+      assert.strictEqual(e1.status, 429)
+      assert.include(e1.message, "would wait 3600 s")
+      const e2 = yield* pumped(Effect.flip(rest.createMessage("810001", { content: "b" })), "100 millis", 50)
+      assert.strictEqual(e2.status, 429, "the same bucket fails at once too")
+      const other = yield* pumped(rest.createMessage("810002", { content: "c" }), "100 millis", 50)
+      assert.strictEqual(other.content, "c")
+      // after the capped hour the bucket works again
+      yield* TestClock.adjust("61 minutes")
+      const later = yield* pumped(rest.createMessage("810001", { content: "d" }), "100 millis", 50)
+      assert.strictEqual(later.content, "d")
+      // a global 429 with a hostile retry_after fails every route at once, as global says
+      emu.script({ path: /messages$/, status: 429, body: { retry_after: 1e9, global: true }, headers: { "x-ratelimit-global": "true" } })
+      const e3 = yield* pumped(Effect.flip(rest.createMessage("810003", { content: "e" })), "100 millis", 50)
+      assert.include(e3.message, "(global)")
+      const e4 = yield* pumped(Effect.flip(rest.editMessage("810004", "123456789", { content: "f" })), "100 millis", 50)
+      assert.include(e4.message, "(global)")
+      // reset headers that are not numbers change nothing
+      yield* TestClock.adjust("61 minutes")
+      emu.script({ path: /messages$/, status: 429, body: { retry_after: "soon" }, headers: { "retry-after": "NaN", "x-ratelimit-reset-after": "-5" } })
+      const t0 = yield* Clock.currentTimeMillis
+      const msg = yield* pumped(rest.createMessage("810005", { content: "g" }), "250 millis")
+      assert.strictEqual(msg.content, "g")
+      assert.isAtLeast((yield* Clock.currentTimeMillis) - t0, 1000, "an unreadable retry_after waits the default second")
+    })))
+
+  it.effect("a response body over maxResponseBytes is a failed attempt, not a memory hog", () =>
+    withManager(Effect.gen(function*() {
+      const emu = yield* DiscordEmulator.make()
+      const rest = yield* restFor(emu, { maxResponseBytes: 1000, retries: 0 })
+      emu.script({ path: /messages$/, status: 200, body: { id: "1", content: "x".repeat(5000) } })
+      const e = yield* pumped(Effect.flip(rest.createMessage("820001", { content: "a" })), "100 millis", 50)
+      assert.include(e.message, "over 1000 bytes")
+      const ok = yield* pumped(rest.createMessage("820001", { content: "small" }), "100 millis", 50)
+      assert.strictEqual(ok.content, "small")
+    })))
+
   it.effect("401 is a typed error, counted as invalid; 4xx errors carry Discord's code", () =>
     withManager(Effect.gen(function*() {
       const emu = yield* DiscordEmulator.make()

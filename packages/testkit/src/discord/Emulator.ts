@@ -38,6 +38,8 @@ export interface Options {
   readonly bucketLimit?: number | undefined
   readonly bucketWindow?: number | undefined
   readonly globalLimit?: number | undefined
+  /** READY's `resume_gateway_url` (default: this emulator's `/resume` path), e.g. a broken one for a test. */
+  readonly resumeUrl?: string | undefined
 }
 
 export class EmulatorError extends Data.TaggedError("EmulatorError")<{ readonly reason: string; readonly cause?: unknown }> {}
@@ -95,7 +97,7 @@ export const make = (options: Options = {}): Effect.Effect<DiscordEmulator, Emul
       guilds: options.guilds ?? ["900"],
       closeAfterInvalidSession: options.closeAfterInvalidSession ?? false,
       now,
-      resumeUrl: () => `ws://127.0.0.1:${port}/resume`
+      resumeUrl: () => options.resumeUrl ?? `ws://127.0.0.1:${port}/resume`
     })
     const rest = new Rest({
       token,

@@ -48,7 +48,15 @@ export interface Options {
   readonly permittedProbes?: number | undefined
   /** Whether handler outcomes feed the window at all (default true when options are given). */
   readonly recordOutcomes?: boolean | undefined
+  /**
+   * Holds kept at once (default 1,000). A hold from a new source beyond it is counted in
+   * `holdsOverflow` and not recorded: the circuit is already held open by the others.
+   */
+  readonly maxHolds?: number | undefined
 }
+
+/** Longest reason a hold keeps (in UTF-16 units); longer ones are cut and end in `…`. */
+export const maxHoldReason = 1024
 
 export interface Transition {
   readonly bot: string
@@ -63,8 +71,10 @@ export interface Stats {
   readonly calls: number
   readonly failureRate: number
   readonly slowCallRate: number
-  /** Sources holding the circuit open, with why. */
+  /** Sources holding the circuit open, with why (at most `maxHolds`). */
   readonly holds: Readonly<Record<string, string>>
+  /** Holds refused because `maxHolds` were held, since the last reset. */
+  readonly holdsOverflow: number
   /** Offers answered "busy" because the circuit did not admit them. */
   readonly rejected: number
   readonly transitions: number
@@ -84,8 +94,13 @@ export interface Breaker {
   readonly record: (outcome: { readonly failure: boolean; readonly durationMs: number }) => void
   /** An admitted update that will never run (the intake refused or dropped it): frees its probe. */
   readonly cancel: () => void
-  /** Opens the circuit and keeps it open until `source` releases it. */
-  readonly hold: (source: string, reason: string) => void
+  /**
+   * Opens the circuit and keeps it open until `source` releases it, or until `until` (ms on the
+   * breaker's clock) when that is in the future: a hold its source must keep renewing. Holding
+   * again replaces the reason and `until`. Returns false when the hold was not recorded (a new
+   * source beyond `maxHolds`); the circuit is open all the same.
+   */
+  readonly hold: (source: string, reason: string, options?: { readonly until?: number | undefined }) => boolean
   /** Drops `source`'s hold; with no holds left the circuit goes half-open to probe. */
   readonly release: (source: string) => void
   readonly forceOpen: (reason: string) => void
@@ -127,6 +142,7 @@ export const makeUnsafe = (
   const waitInOpenMs = options.waitInOpenMs ?? 30_000
   const permittedProbes = positiveInt("permittedProbes", options.permittedProbes ?? 10)
   const recordsOutcomes = options.recordOutcomes ?? true
+  const maxHolds = positiveInt("maxHolds", options.maxHolds ?? 1000)
   const bot = options.bot
 
   // The window: a ring of outcomes, 1 bit failure, 1 bit slow.
@@ -144,7 +160,10 @@ export const makeUnsafe = (
   let probeSlows = 0
   let rejected = 0
   let transitionTotal = 0
-  const holds = new Map<string, string>()
+  const holds = new Map<string, { readonly reason: string; readonly until: number | undefined }>()
+  let holdsOverflow = 0
+  // The earliest `until` among the holds, so the intake's door checks one number, not every hold.
+  let nextExpiry = Number.POSITIVE_INFINITY
   const history: Array<Transition> = []
   const counts = new Map<string, number>()
 
@@ -172,7 +191,24 @@ export const makeUnsafe = (
     if (pubsub !== undefined) PubSub.publishUnsafe(pubsub, t)
   }
 
+  const expireHolds = () => {
+    const t = now()
+    if (t < nextExpiry) return
+    nextExpiry = Number.POSITIVE_INFINITY
+    let lapsed: string | undefined
+    for (const [source, h] of holds) {
+      if (h.until === undefined) continue
+      if (h.until <= t) {
+        holds.delete(source)
+        lapsed = source
+      } else if (h.until < nextExpiry) nextExpiry = h.until
+    }
+    // A hold not renewed by its end is over, as if released: probe at once.
+    if (lapsed !== undefined && holds.size === 0 && state === "open") move("half_open", `${lapsed} lapsed (not renewed by its end time)`)
+  }
+
   const advance = () => {
+    expireHolds()
     if (state === "open" && holds.size === 0 && now() - openedAt >= waitInOpenMs) {
       move("half_open", `waited ${waitInOpenMs} ms in open`)
     }
@@ -253,13 +289,23 @@ export const makeUnsafe = (
     cancel: () => {
       if (state === "half_open" && probesLeft < permittedProbes - probeResults) probesLeft++
     },
-    hold: (source, reason) => {
-      holds.set(source, reason)
-      if (state === "forced_open" || state === "forced_closed") return
-      if (state !== "open") move("open", `${source}: ${reason}`)
-      else openedAt = now()
+    hold: (source, reason, options) => {
+      expireHolds()
+      const t = now()
+      const until = options?.until !== undefined && options.until > t ? options.until : undefined
+      const kept = reason.length > maxHoldReason ? reason.slice(0, maxHoldReason - 1) + "…" : reason
+      const recorded = holds.has(source) || holds.size < maxHolds
+      if (recorded) {
+        holds.set(source, { reason: kept, until })
+        if (until !== undefined && until < nextExpiry) nextExpiry = until
+      } else holdsOverflow++
+      if (state === "forced_open" || state === "forced_closed") return recorded
+      if (state !== "open") move("open", `${source}: ${kept}`)
+      else openedAt = t
+      return recorded
     },
     release: (source) => {
+      expireHolds()
       if (!holds.delete(source)) return
       // The holder decided the danger is over (a quiet period, a resolved alert): probe at once.
       if (holds.size === 0 && state === "open") move("half_open", `${source} released`)
@@ -268,12 +314,16 @@ export const makeUnsafe = (
     forceClosed: (reason) => move("forced_closed", `operator: ${reason}`),
     reset: (reason) => {
       holds.clear()
+      holdsOverflow = 0
+      nextExpiry = Number.POSITIVE_INFINITY
       clearWindow()
       move("closed", `reset: ${reason}`)
     },
     stats: () => {
       advance()
-      return { state, calls: count, ...rates(), holds: Object.fromEntries(holds), rejected, transitions: transitionTotal }
+      const reasons: Record<string, string> = {}
+      for (const [source, h] of holds) reasons[source] = h.reason
+      return { state, calls: count, ...rates(), holds: reasons, holdsOverflow, rejected, transitions: transitionTotal }
     },
     transitions: pubsub === undefined ? Stream.empty : Stream.fromPubSub(pubsub),
     history: () => [...history],

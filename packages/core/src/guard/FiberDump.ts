@@ -4,8 +4,8 @@
  * `profile` groups live fibers by bot, task and origin (the span they are in, when they have one),
  * largest group first; `debug1` renders it like pprof's `debug=1` (`fiber profile: total N`, then
  * one `count @ ...` line per group). `debug2` lists every fiber with id, task, bot, parent, age,
- * state and current span. Both have a JSON twin for tools. `Snapshots` keeps recent profiles in a
- * bounded ring so `diff(from, to)` can say which groups appeared, grew, shrank or vanished: the
+ * state and current span. Both have a JSON twin for tools. `Snapshots` keeps recent profiles in
+ * bounded rings so `diff(from, to)` can say which groups appeared, grew, shrank or vanished: the
  * growing group of a leak is the first line of the diff.
  *
  * ```ts import.meta.vitest
@@ -198,48 +198,95 @@ export class SnapshotNotFound extends Data.TaggedError("SnapshotNotFound")<{
 export interface StoredSnapshot {
   readonly id: number
   readonly profile: Profile
+  /** The bot it is limited to; absent for every bot. */
+  readonly bot?: string | undefined
+  /** `periodic`: taken on a timer; `requested`: taken for a request (a dump, `POST .../snapshots`). */
+  readonly kind: "periodic" | "requested"
+}
+
+/** Two snapshots limited to different bots: nothing in them can be compared. */
+export class SnapshotBotMismatch extends Data.TaggedError("SnapshotBotMismatch")<{
+  readonly from: string
+  readonly to: string
+}> {
+  override get message(): string {
+    return `snapshots ${this.from} and ${this.to} were taken for different bots (or for a bot other than the one asked); diff two of one bot, or of every bot`
+  }
+}
+
+/** A profile limited to one bot's groups (a profile of every bot, read as if taken with `bot`). */
+export const profileForBot = (p: Profile, bot: string): Profile => {
+  const groups = p.groups.filter((g) => g.bot === bot)
+  return { takenAt: p.takenAt, total: groups.reduce((n, g) => n + g.count, 0), groups }
 }
 
 /**
- * Recent profiles, at most `capacity` of them: the oldest is dropped when a new one is taken, so
- * the ring never grows, however often it is sampled.
+ * Recent profiles in two bounded rings: `capacity` taken on a timer (`take()`), and
+ * `requestedCapacity` taken for requests (`take({ requested: true })`). Each drops its oldest
+ * when full, so neither grows however often it is sampled, and requests, which anyone who can
+ * reach the debug server may send, cannot push the timer's history out.
  */
 export class Snapshots {
   readonly capacity: number
-  readonly #ring: Array<StoredSnapshot> = []
+  readonly requestedCapacity: number
+  readonly #periodic: Array<StoredSnapshot> = []
+  readonly #requested: Array<StoredSnapshot> = []
   readonly #registry: FiberRegistryImpl
   #next = 1
-  constructor(registry: FiberRegistryImpl, capacity = 64) {
+  constructor(registry: FiberRegistryImpl, capacity = 64, requestedCapacity = 16) {
     if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`Snapshots: capacity must be an integer >= 1, got ${capacity}`)
+    if (!Number.isInteger(requestedCapacity) || requestedCapacity < 1) {
+      throw new RangeError(`Snapshots: requestedCapacity must be an integer >= 1, got ${requestedCapacity}`)
+    }
     this.#registry = registry
     this.capacity = capacity
+    this.requestedCapacity = requestedCapacity
   }
 
-  /** Takes a snapshot of every bot's fibers and keeps it. */
-  take(): StoredSnapshot {
-    const snapshot = { id: this.#next++, profile: profile(this.#registry) }
-    this.#ring.push(snapshot)
-    if (this.#ring.length > this.capacity) this.#ring.shift()
+  /** Takes a snapshot (of one bot's fibers with `bot`) and keeps it in its ring. */
+  take(options: { readonly bot?: string | undefined; readonly requested?: boolean | undefined } = {}): StoredSnapshot {
+    const kind = options.requested === true ? "requested" : "periodic"
+    const snapshot: StoredSnapshot = {
+      id: this.#next++,
+      profile: profile(this.#registry, { bot: options.bot }),
+      kind,
+      ...(options.bot === undefined ? {} : { bot: options.bot })
+    }
+    const ring = kind === "requested" ? this.#requested : this.#periodic
+    ring.push(snapshot)
+    if (ring.length > (kind === "requested" ? this.requestedCapacity : this.capacity)) ring.shift()
     return snapshot
   }
 
-  list(): ReadonlyArray<{ readonly id: number; readonly takenAt: number; readonly total: number }> {
-    return this.#ring.map((s) => ({ id: s.id, takenAt: s.profile.takenAt, total: s.profile.total }))
+  /** Both rings, oldest first. */
+  list(): ReadonlyArray<{ readonly id: number; readonly takenAt: number; readonly total: number; readonly kind: StoredSnapshot["kind"]; readonly bot?: string }> {
+    return this.#kept().map((s) => ({ id: s.id, takenAt: s.profile.takenAt, total: s.profile.total, kind: s.kind, ...(s.bot === undefined ? {} : { bot: s.bot }) }))
   }
 
   /** A kept snapshot, or the live profile for `"now"`. */
   get(id: number | "now"): StoredSnapshot | undefined {
-    if (id === "now") return { id: 0, profile: profile(this.#registry) }
-    return this.#ring.find((s) => s.id === id)
+    if (id === "now") return { id: 0, profile: profile(this.#registry), kind: "requested" }
+    return this.#periodic.find((s) => s.id === id) ?? this.#requested.find((s) => s.id === id)
   }
 
-  /** What changed from snapshot `from` to `to` (a kept id or `"now"`); fails with `SnapshotNotFound`. */
-  diff(from: number | "now", to: number | "now"): Diff | SnapshotNotFound {
+  /**
+   * What changed from snapshot `from` to `to` (a kept id or `"now"`), limited to `bot` when given
+   * or when either snapshot was taken for one bot; fails with `SnapshotNotFound` or `SnapshotBotMismatch`.
+   */
+  diff(from: number | "now", to: number | "now", bot?: string): Diff | SnapshotNotFound | SnapshotBotMismatch {
     const a = this.get(from)
-    if (a === undefined) return new SnapshotNotFound({ id: String(from), available: this.#ring.map((s) => s.id) })
+    if (a === undefined) return new SnapshotNotFound({ id: String(from), available: this.#kept().map((s) => s.id) })
     const b = this.get(to)
-    if (b === undefined) return new SnapshotNotFound({ id: String(to), available: this.#ring.map((s) => s.id) })
-    return diffProfiles(a.profile, b.profile, { from, to })
+    if (b === undefined) return new SnapshotNotFound({ id: String(to), available: this.#kept().map((s) => s.id) })
+    const bots = new Set([bot, a.bot, b.bot].filter((x) => x !== undefined))
+    if (bots.size > 1) return new SnapshotBotMismatch({ from: String(from), to: String(to) })
+    const only = [...bots][0]
+    const limit = (p: Profile) => (only === undefined ? p : profileForBot(p, only))
+    return diffProfiles(limit(a.profile), limit(b.profile), { from, to })
+  }
+
+  #kept(): Array<StoredSnapshot> {
+    return [...this.#periodic, ...this.#requested].sort((x, y) => x.id - y.id)
   }
 }
 

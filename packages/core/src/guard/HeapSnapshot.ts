@@ -5,9 +5,12 @@
  * memory, so a snapshot taken to diagnose a leak can be what kills the process. Every request is
  * therefore checked: refused while the heap is above `maxHeapBytes` (the memory budget), refused
  * when the last snapshot is younger than `minIntervalMs`; otherwise written to `directory` with a
- * name saying when and why. Refusals are typed and say what to do.
+ * name saying when and why. Refusals are typed and say what to do. Each file is about the size of
+ * the heap and the directory may be memory (a tmpfs `/tmp`), so at most `keep` of the files this
+ * instance wrote are kept: the oldest is deleted before a new one is written.
  */
 import { Data, Effect } from "effect"
+import { rmSync } from "node:fs"
 import { join } from "node:path"
 import { writeHeapSnapshot } from "node:v8"
 
@@ -18,6 +21,11 @@ export interface Options {
   readonly maxHeapBytes?: number | undefined
   /** At most one snapshot per this many milliseconds (default 10 minutes). */
   readonly minIntervalMs?: number | undefined
+  /**
+   * Snapshot files kept (default 3): before writing one, the oldest this instance wrote beyond
+   * `keep - 1` are deleted. Files from other processes or earlier runs are left alone.
+   */
+  readonly keep?: number | undefined
   /** Used heap right now (default `process.memoryUsage().heapUsed`); replaceable in tests. */
   readonly heapUsed?: (() => number) | undefined
   /** Writes the snapshot to the path and returns it (default `v8.writeHeapSnapshot`); replaceable in tests. */
@@ -55,6 +63,9 @@ export const make = (options: Options = {}): Effect.Effect<HeapSnapshots> =>
       const minIntervalMs = options.minIntervalMs ?? 10 * 60_000
       const heapUsed = options.heapUsed ?? (() => process.memoryUsage().heapUsed)
       const write = options.write ?? ((path: string) => writeHeapSnapshot(path))
+      const keep = options.keep ?? 3
+      if (!Number.isInteger(keep) || keep < 1) throw new RangeError(`HeapSnapshot: keep must be an integer >= 1, got ${keep}`)
+      const written: Array<string> = []
       let last: Taken | undefined
       let lastAt = Number.NEGATIVE_INFINITY
       return {
@@ -85,15 +96,29 @@ export const make = (options: Options = {}): Effect.Effect<HeapSnapshots> =>
             const stamp = new Date(now).toISOString().replace(/[:.]/g, "-")
             const safeReason = reason.replace(/[^A-Za-z0-9_-]+/g, "-").slice(0, 40)
             const path = join(directory, `fiberbot-${stamp}-${safeReason}.heapsnapshot`)
-            return Effect.try({
+            // Before the write, not after: the disk must hold the new file next to the kept ones.
+            const notRemoved: Array<string> = []
+            while (written.length >= keep) {
+              const oldest = written.shift()!
+              if (last?.path === oldest) last = undefined
+              try {
+                rmSync(oldest, { force: true })
+              } catch (e) {
+                notRemoved.push(`${oldest} (${String(e)})`)
+              }
+            }
+            const warn = notRemoved.length === 0 ? Effect.void : Effect.logWarning(`heap snapshot: could not remove ${notRemoved.join(", ")}; remove it by hand`)
+            return Effect.andThen(warn, Effect.try({
               try: () => write(path),
               catch: (e) => new HeapSnapshotRefused({ reason: "failed", detail: `writing ${path} failed: ${String(e)}` })
             }).pipe(
-              Effect.map((written) => {
-                last = { path: written, heapUsed: used, reason, at: now }
+              Effect.map((at) => {
+                // Two snapshots in one millisecond for one reason share a name: keep it listed once.
+                if (!written.includes(at)) written.push(at)
+                last = { path: at, heapUsed: used, reason, at: now }
                 return last
               })
-            )
+            ))
           })
       } satisfies HeapSnapshots
     })

@@ -8,6 +8,12 @@
  * fingerprint, so two alerts on one bot must both resolve. Anything malformed is rejected as a
  * whole with a typed error and changes nothing.
  *
+ * Holds are bounded (the breaker's `maxHolds`, 1,000 by default; a summary is kept to 1 KiB): a
+ * firing alert beyond the bound is counted in `overflow` and not recorded, the breaker being held
+ * open already. A firing alert whose `endsAt` lies in the future holds only until then unless it
+ * is sent again; Alertmanager itself sends the zero time for a firing alert, so behind it a hold
+ * lasts until the alert resolves or an operator resets the breaker.
+ *
  * ```ts import.meta.vitest
  * import { expect } from "vitest"
  * import * as Alerts from "./Alerts.ts"
@@ -17,6 +23,7 @@
  * ```
  */
 import { Data, Result, Schema } from "effect"
+import { createHash } from "node:crypto"
 import type { Service as BotManagerService } from "../BotManager.ts"
 
 const Labels = Schema.Record(Schema.String, Schema.String)
@@ -67,24 +74,45 @@ export interface Options {
   readonly botLabel?: string | undefined
 }
 
-export interface Applied {
-  readonly paused: ReadonlyArray<{ readonly bot: string; readonly alert: string }>
-  readonly released: ReadonlyArray<{ readonly bot: string; readonly alert: string }>
-  /** Alerts without the action label, or naming a bot that does not run. */
-  readonly ignored: number
+export interface AppliedAlert {
+  readonly bot: string
+  /** The `alertname` label (the id without one). */
+  readonly alert: string
+  /** The fingerprint (the sorted labels without one; hashed when long). */
+  readonly id: string
 }
 
-const alertId = (a: Alert) =>
-  a.fingerprint ?? Object.entries(a.labels).sort(([x], [y]) => x.localeCompare(y)).map(([k, v]) => `${k}=${v}`).join(",")
+export interface Applied {
+  readonly paused: ReadonlyArray<AppliedAlert>
+  readonly released: ReadonlyArray<AppliedAlert>
+  /** Alerts without the action label, or naming a bot that does not run. */
+  readonly ignored: number
+  /** Firing alerts not recorded because their bot's breaker held `maxHolds` already (it stays open). */
+  readonly overflow: number
+}
+
+const alertId = (a: Alert) => {
+  const id = a.fingerprint ?? Object.entries(a.labels).sort(([x], [y]) => x.localeCompare(y)).map(([k, v]) => `${k}=${v}`).join(",")
+  // The id is the key of a hold kept for as long as the alert fires: a bounded key, however long the labels.
+  return id.length <= 128 ? id : `sha256:${createHash("sha256").update(id).digest("hex")}`
+}
+
+/** `endsAt` as ms since the epoch; Alertmanager's zero time and unparsable values give `undefined`. */
+const endsAtMs = (a: Alert): number | undefined => {
+  if (a.endsAt === undefined) return undefined
+  const t = Date.parse(a.endsAt)
+  return Number.isFinite(t) && t > 0 ? t : undefined
+}
 
 /** Applies a decoded payload to the bots' breakers. */
 export const apply = (manager: BotManagerService, payload: Payload, options: Options = {}): Applied => {
   const actionLabel = options.actionLabel ?? "fiberbot_action"
   const pauseValue = options.pauseValue ?? "pause_intake"
   const botLabel = options.botLabel ?? "bot"
-  const paused: Array<{ bot: string; alert: string }> = []
-  const released: Array<{ bot: string; alert: string }> = []
+  const paused: Array<AppliedAlert> = []
+  const released: Array<AppliedAlert> = []
   let ignored = 0
+  let overflow = 0
   for (const alert of payload.alerts) {
     if (alert.labels[actionLabel] !== pauseValue) {
       ignored++
@@ -98,15 +126,17 @@ export const apply = (manager: BotManagerService, payload: Payload, options: Opt
     }
     const id = alertId(alert)
     const label = alert.labels["alertname"] ?? id
+    const until = endsAtMs(alert)
     for (const g of guards) {
       if (alert.status === "firing") {
-        g.breaker.hold(`alert:${id}`, `alert ${label} firing${alert.annotations?.["summary"] ? `: ${alert.annotations["summary"]}` : ""}`)
-        paused.push({ bot: g.bot, alert: label })
+        const summary = alert.annotations?.["summary"]
+        if (g.breaker.hold(`alert:${id}`, `alert ${label} firing${summary ? `: ${summary}` : ""}`, { until })) paused.push({ bot: g.bot, alert: label, id })
+        else overflow++
       } else {
         g.breaker.release(`alert:${id}`)
-        released.push({ bot: g.bot, alert: label })
+        released.push({ bot: g.bot, alert: label, id })
       }
     }
   }
-  return { paused, released, ignored }
+  return { paused, released, ignored, overflow }
 }

@@ -2,19 +2,23 @@
  * DebugServer: the operator's window into a running bot process, over plain HTTP.
  *
  * `/metrics` (Prometheus text), `/debug/fibers?debug=1|2` (a grouped or full fiber dump; JSON with
- * `Accept: application/json`; each call keeps a snapshot and names it in `X-Fiberbot-Snapshot`),
- * `/debug/fibers/diff?from=&to=`, `/debug/tasks`, `/debug/watchdog`, `/healthz`, `/readyz`, and
- * actions: `POST /alerts` (Alertmanager), `POST /debug/breaker`, `POST /debug/heap-snapshot`.
+ * `Accept: application/json`; each call keeps a snapshot in a small ring of its own and names it in
+ * `X-Fiberbot-Snapshot`), `/debug/fibers/diff?from=&to=`, `/debug/tasks`, `/debug/watchdog`,
+ * `/healthz`, `/readyz` (each also answers HEAD), and actions: `POST /alerts` (Alertmanager),
+ * `POST /debug/breaker`, `POST /debug/heap-snapshot`.
  *
  * It binds 127.0.0.1 by default. Actions always need the bearer token; binding anywhere else needs
- * a token for every endpoint, and the server refuses to start without one. Bodies are capped
- * (413), malformed input is a 400 that changes nothing, unknown snapshot ids a 404. Requests run as
+ * a token for every endpoint, and the server refuses to start without one. On loopback a request
+ * without the token must name a loopback host (`Host: 127.0.0.1 | localhost | [::1]`), so a web
+ * page cannot reach it through a DNS name rebound to 127.0.0.1 (421 otherwise). The token and host
+ * are checked from the headers before any body is read; only `POST /alerts` reads one, capped
+ * (413). Malformed input is a 400 that changes nothing, unknown snapshot ids a 404. Requests run as
  * fibers of a `FiberSet` owned by the server's scope, so closing the scope stops them all.
  */
 import { Context, Data, Duration, Effect, FiberSet, Layer, Redacted, Schedule, Scope } from "effect"
 import { createHash, timingSafeEqual } from "node:crypto"
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
-import type { AddressInfo } from "node:net"
+import type { AddressInfo, Socket } from "node:net"
 import { tmpdir } from "node:os"
 import { BotManager } from "../BotManager.ts"
 import * as FiberDump from "../guard/FiberDump.ts"
@@ -32,8 +36,13 @@ export interface Options {
   readonly token?: Redacted.Redacted<string> | undefined
   /** Largest accepted request body (default 64 KiB). */
   readonly maxBodyBytes?: number | undefined
-  /** Fiber snapshots kept for diffs (default 64). */
+  /** Fiber snapshots taken every `snapshotEvery` kept for diffs (default 64). */
   readonly snapshots?: number | undefined
+  /**
+   * Fiber snapshots taken for requests (each `GET /debug/fibers`, `POST /debug/fibers/snapshots`)
+   * kept for diffs, in a ring of their own so requests cannot push out the periodic ones (default 16).
+   */
+  readonly requestSnapshots?: number | undefined
   /**
    * Also take a snapshot this often, so a diff can reach back without anyone having asked for a
    * dump (default 1 minute: with 64 kept, about an hour; `false`: only on request).
@@ -60,6 +69,10 @@ export class DebugServerError extends Data.TaggedError("DebugServerError")<{ rea
 }
 
 const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"])
+// What a client that really means this machine puts in `Host`, with or without the port.
+const LOOPBACK_HOST = /^(?:127\.0\.0\.1|localhost|\[::1\])(?::\d{1,5})?$/i
+// The auth scheme is case-insensitive (RFC 9110 11.1), and one or more spaces may follow it.
+const BEARER = /^bearer +/i
 
 interface Reply {
   readonly status: number
@@ -84,6 +97,14 @@ const problem = (status: number, error: string, detail?: string) => json(status,
 
 const digest = (s: string) => createHash("sha256").update(s).digest()
 
+/** At most the first five distinct alert ids, each cut to 64 characters: bounded, however many came. */
+const fewAlerts = (alerts: ReadonlyArray<Alerts.AppliedAlert>): string => {
+  const ids = [...new Set(alerts.map((a) => a.id))]
+  if (ids.length === 0) return ""
+  const shown = ids.slice(0, 5).map((id) => (id.length > 64 ? id.slice(0, 63) + "…" : id))
+  return ` (${ids.length === 1 ? "alert" : `${ids.length} alerts`} ${shown.join(", ")}${ids.length > shown.length ? ", …" : ""})`
+}
+
 export const make = (options: Options = {}): Effect.Effect<DebugServer, DebugServerError, BotManager | Scope.Scope> =>
   Effect.gen(function*() {
     const manager = yield* BotManager
@@ -96,15 +117,37 @@ export const make = (options: Options = {}): Effect.Effect<DebugServer, DebugSer
       })
     }
     const maxBody = options.maxBodyBytes ?? 64 * 1024
-    const snapshots = new FiberDump.Snapshots(manager.registry, options.snapshots ?? 64)
+    const snapshots = new FiberDump.Snapshots(manager.registry, options.snapshots ?? 64, options.requestSnapshots ?? 16)
     const metrics = Metrics.makeCollector(manager, { watchdog: options.watchdog })
     const expected = token === undefined ? undefined : digest(Redacted.value(token))
 
     const authorized = (req: IncomingMessage) => {
-      if (expected === undefined) return false
       const header = req.headers.authorization
-      if (typeof header !== "string" || !header.startsWith("Bearer ")) return false
-      return timingSafeEqual(digest(header.slice(7)), expected)
+      if (expected === undefined || header === undefined) return false
+      const scheme = BEARER.exec(header)
+      if (scheme === null) return false
+      return timingSafeEqual(digest(header.slice(scheme[0].length)), expected)
+    }
+
+    // HEAD is GET without the body (node:http leaves the body out of a HEAD response).
+    const methodOf = (req: IncomingMessage) => (req.method === "HEAD" ? "GET" : req.method ?? "GET")
+
+    /** The refusal a request gets from its headers alone, before its body is read; `undefined` lets it in. */
+    const gate = (req: IncomingMessage): Reply | undefined => {
+      const ok = authorized(req)
+      // A browser sends the name it resolved: a page on a DNS name rebound to 127.0.0.1 would get
+      // past the loopback bind. Such a page cannot know the token, so a request with it may pass.
+      const host = req.headers.host
+      if (loopback && !ok && host !== undefined && !LOOPBACK_HOST.test(host)) {
+        return problem(421, "misdirected request", "this debug server answers only to Host 127.0.0.1, localhost or [::1] (or with the token)")
+      }
+      if ((methodOf(req) === "POST" || !loopback) && !ok) {
+        return {
+          ...problem(401, "unauthorized", token === undefined ? "this endpoint needs a token: start the debug server with one" : "send Authorization: Bearer <token>"),
+          headers: { "www-authenticate": "Bearer" }
+        }
+      }
+      return undefined
     }
 
     const wantsJson = (req: IncomingMessage, url: URL) =>
@@ -112,15 +155,8 @@ export const make = (options: Options = {}): Effect.Effect<DebugServer, DebugSer
 
     const route = (req: IncomingMessage, url: URL, body: string): Effect.Effect<Reply> =>
       Effect.gen(function*() {
-        const method = req.method ?? "GET"
+        const method = methodOf(req)
         const path = url.pathname
-        const isAction = method === "POST"
-        if ((isAction || !loopback) && !authorized(req)) {
-          return {
-            ...problem(401, "unauthorized", token === undefined ? "this endpoint needs a token: start the debug server with one" : "send Authorization: Bearer <token>"),
-            headers: { "www-authenticate": "Bearer" }
-          }
-        }
         const get = (m: string) => (method === m ? undefined : problem(405, "method not allowed", `use ${m} ${path}`))
 
         switch (path) {
@@ -142,17 +178,16 @@ export const make = (options: Options = {}): Effect.Effect<DebugServer, DebugSer
             const level = url.searchParams.get("debug") ?? "1"
             if (level !== "1" && level !== "2") return problem(400, "bad debug level", `debug must be 1 or 2, got ${JSON.stringify(level.slice(0, 20))}`)
             const bot = url.searchParams.get("bot") ?? undefined
-            const snap = snapshots.take()
+            const snap = snapshots.take({ bot, requested: true })
             const headers = { "x-fiberbot-snapshot": String(snap.id) }
             if (level === "1") {
-              const profile = bot === undefined ? snap.profile : FiberDump.profile(manager.registry, { bot })
-              return wantsJson(req, url) ? json(200, { snapshot: snap.id, ...profile }, headers) : text(200, FiberDump.debug1(profile), headers)
+              return wantsJson(req, url) ? json(200, { snapshot: snap.id, ...snap.profile }, headers) : text(200, FiberDump.debug1(snap.profile), headers)
             }
             const fibers = manager.registry.fibers({ bot })
             return wantsJson(req, url) ? json(200, { snapshot: snap.id, ...FiberDump.fibersJson(fibers) }, headers) : text(200, FiberDump.debug2(fibers), headers)
           }
           case "/debug/fibers/snapshots":
-            if (method === "POST") return json(201, { id: snapshots.take().id })
+            if (method === "POST") return json(201, { id: snapshots.take({ bot: url.searchParams.get("bot") ?? undefined, requested: true }).id })
             return get("GET") ?? json(200, { snapshots: snapshots.list() })
           case "/debug/fibers/diff": {
             if (method !== "GET") return problem(405, "method not allowed", "use GET")
@@ -163,8 +198,9 @@ export const make = (options: Options = {}): Effect.Effect<DebugServer, DebugSer
             if (from === undefined || to === undefined) {
               return problem(400, "bad snapshot id", "from and to must be snapshot ids (numbers from X-Fiberbot-Snapshot) or \"now\"")
             }
-            const diff = snapshots.diff(from, to)
+            const diff = snapshots.diff(from, to, url.searchParams.get("bot") ?? undefined)
             if (diff instanceof FiberDump.SnapshotNotFound) return problem(404, "unknown snapshot", diff.message)
+            if (diff instanceof FiberDump.SnapshotBotMismatch) return problem(400, "snapshots of different bots", diff.message)
             return wantsJson(req, url) ? json(200, diff) : text(200, FiberDump.formatDiff(diff))
           }
           case "/debug/tasks":
@@ -198,8 +234,12 @@ export const make = (options: Options = {}): Effect.Effect<DebugServer, DebugSer
             const decoded = Alerts.decode(body)
             if (decoded._tag === "Failure") return problem(400, "bad payload", decoded.failure.message)
             const applied = Alerts.apply(manager, decoded.success, options.alerts)
-            if (applied.paused.length > 0 || applied.released.length > 0) {
-              yield* Effect.logWarning(`alertmanager: paused ${applied.paused.map((p) => `${p.bot} (${p.alert})`).join(", ") || "none"}; released ${applied.released.map((p) => `${p.bot} (${p.alert})`).join(", ") || "none"}`)
+            if (applied.paused.length > 0 || applied.released.length > 0 || applied.overflow > 0) {
+              // A payload carries up to 1,000 alerts, for every bot: one line of counts, not a line of every alert.
+              yield* Effect.logWarning(
+                `alertmanager: ${applied.paused.length} holds set${fewAlerts(applied.paused)}, ${applied.released.length} released${fewAlerts(applied.released)}` +
+                  (applied.overflow === 0 ? "" : `; ${applied.overflow} holds not recorded: the breaker already keeps its maximum of holds and stays open`)
+              )
             }
             return json(200, applied)
           }
@@ -208,29 +248,27 @@ export const make = (options: Options = {}): Effect.Effect<DebugServer, DebugSer
         }
       })
 
-    const send = (res: ServerResponse, reply: Reply) =>
-      Effect.sync(() => {
-        if (res.headersSent) return
-        res.writeHead(reply.status, {
-          "content-type": reply.type ?? "text/plain; charset=utf-8",
-          "cache-control": "no-store",
-          ...reply.headers
-        })
-        res.end(reply.body)
+    const writeReply = (req: IncomingMessage, res: ServerResponse, reply: Reply) => {
+      if (res.headersSent) return
+      // A body we did not read must not be read after the answer to keep the connection alive:
+      // the client could hold it with a large Content-Length and a trickle of bytes.
+      const unread = !req.complete && (Number(req.headers["content-length"] ?? 0) > 0 || req.headers["transfer-encoding"] !== undefined)
+      res.writeHead(reply.status, {
+        "content-type": reply.type ?? "text/plain; charset=utf-8",
+        "content-length": String(Buffer.byteLength(reply.body)),
+        "cache-control": "no-store",
+        ...(unread ? { connection: "close" } : {}),
+        ...reply.headers
       })
-
-    const handle = (req: IncomingMessage, res: ServerResponse, body: string): Effect.Effect<void> => {
-      let url: URL
-      try {
-        url = new URL(req.url ?? "/", "http://debug")
-      } catch {
-        return send(res, problem(400, "bad request", "unparsable URL"))
-      }
-      return route(req, url, body).pipe(
-        Effect.catchCause((cause) => Effect.as(Effect.logError("debug server request failed", cause), problem(500, "internal error"))),
-        Effect.flatMap((reply) => send(res, reply))
-      )
+      res.end(reply.body)
     }
+    const send = (req: IncomingMessage, res: ServerResponse, reply: Reply) => Effect.sync(() => writeReply(req, res, reply))
+
+    const handle = (req: IncomingMessage, res: ServerResponse, url: URL, body: string): Effect.Effect<void> =>
+      route(req, url, body).pipe(
+        Effect.catchCause((cause) => Effect.as(Effect.logError("debug server request failed", cause), problem(500, "internal error"))),
+        Effect.flatMap((reply) => send(req, res, reply))
+      )
 
     if (options.snapshotEvery !== false) {
       yield* Effect.forkScoped(
@@ -243,7 +281,16 @@ export const make = (options: Options = {}): Effect.Effect<DebugServer, DebugSer
     const run = yield* FiberSet.runtime(requests)<never>()
 
     const server = createServer((req, res) => {
-      // The body is read here, under its cap, before any work is handed to a fiber.
+      let url: URL
+      try {
+        url = new URL(req.url ?? "/", "http://debug")
+      } catch {
+        return writeReply(req, res, problem(400, "bad request", "unparsable URL"))
+      }
+      const refused = gate(req)
+      if (refused !== undefined) return writeReply(req, res, refused)
+      if (!(methodOf(req) === "POST" && url.pathname === "/alerts")) return run(handle(req, res, url, ""))
+      // The one body we take is read here, under its cap, before any work is handed to a fiber.
       const declared = Number(req.headers["content-length"] ?? 0)
       if (declared > maxBody) {
         res.writeHead(413, { "content-type": "application/json", connection: "close" })
@@ -267,12 +314,25 @@ export const make = (options: Options = {}): Effect.Effect<DebugServer, DebugSer
       })
       req.on("end", () => {
         if (over) return
-        run(handle(req, res, Buffer.concat(chunks).toString("utf8")))
+        run(handle(req, res, url, Buffer.concat(chunks).toString("utf8")))
       })
       req.on("error", () => res.destroy())
     })
     server.requestTimeout = 10_000
     server.headersTimeout = 5_000
+    if (server.listenerCount("clientError") === 0) {
+      server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
+        // Like node:http without a handler, but kept ours whatever else is registered: answer, then
+        // close. Only on a connection with nothing written yet, so the answer never lands inside a response.
+        if (!socket.writable || socket.bytesWritten > 0) return void socket.destroy()
+        const status = err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? "408 Request Timeout" : err.code === "HPE_HEADER_OVERFLOW" ? "431 Request Header Fields Too Large" : "400 Bad Request"
+        socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`, () => socket.destroy())
+      })
+    }
+    // An 'error' without a listener is thrown: after listen that would be an accept failure
+    // (EMFILE when out of descriptors) killing the process. The server keeps listening; say so.
+    const onServerError = (e: NodeJS.ErrnoException) =>
+      run(Effect.logError(`debug server on ${host}: ${e.code ?? "error"}: ${e.message} (it keeps listening)`))
 
     yield* Effect.acquireRelease(
       Effect.callback<void, DebugServerError>((resume) => {
@@ -280,6 +340,7 @@ export const make = (options: Options = {}): Effect.Effect<DebugServer, DebugSer
         server.once("error", onError)
         server.listen(options.port ?? 0, host, () => {
           server.off("error", onError)
+          server.on("error", onServerError)
           resume(Effect.void)
         })
       }),

@@ -96,6 +96,45 @@ describe("Breaker", () => {
     assert.deepStrictEqual(b.stats().holds, {})
   })
 
+  it("holds are bounded: a new source beyond maxHolds is counted, not kept, and the circuit stays open; reasons are cut to 1 KiB; reset clears all", () => {
+    const { b } = clocked({ maxHolds: 3 })
+    for (let i = 0; i < 3; i++) assert.isTrue(b.hold(`alert:${i}`, "x".repeat(64 * 1024)))
+    assert.isFalse(b.hold("alert:3", "one too many"))
+    assert.isFalse(b.hold("alert:4", "one too many"))
+    assert.isTrue(b.hold("alert:0", "renewed")) // a kept source may always renew
+    const stats = b.stats()
+    assert.strictEqual(stats.state, "open")
+    assert.deepStrictEqual(Object.keys(stats.holds), ["alert:0", "alert:1", "alert:2"])
+    assert.strictEqual(stats.holdsOverflow, 2)
+    assert.strictEqual(stats.holds["alert:0"], "renewed")
+    assert.strictEqual(stats.holds["alert:1"]!.length, Breaker.maxHoldReason)
+    assert.isTrue(stats.holds["alert:1"]!.endsWith("…"))
+    assert.isAtMost(b.history()[0]!.reason.length, Breaker.maxHoldReason + 20)
+    b.reset("operator")
+    assert.deepStrictEqual(b.stats().holds, {})
+    assert.strictEqual(b.stats().holdsOverflow, 0)
+    assert.strictEqual(b.state(), "closed")
+  })
+
+  it("a hold with a future `until` lapses then unless renewed, and the breaker probes; a past `until` is no end", () => {
+    const { b, t } = clocked()
+    b.hold("alert:a", "firing", { until: 5_000 })
+    b.hold("alert:b", "firing", { until: 8_000 })
+    b.hold("alert:old", "firing", { until: -1 }) // Alertmanager's zero time: held until released
+    b.release("alert:old")
+    t.now = 4_999
+    assert.strictEqual(b.state(), "open")
+    b.hold("alert:a", "firing", { until: 20_000 }) // sent again with a fresh end
+    t.now = 8_000
+    assert.strictEqual(b.state(), "open")
+    assert.deepStrictEqual(Object.keys(b.stats().holds), ["alert:a"])
+    t.now = 20_000
+    assert.isTrue(b.tryAcquire()) // the door sees the lapse too: a probe
+    assert.strictEqual(b.state(), "half_open")
+    assert.match(b.history().at(-1)!.reason, /alert:a lapsed/)
+    assert.deepStrictEqual(b.stats().holds, {})
+  })
+
   it("judges half-open probes even when it records no outcomes while closed", () => {
     const { b } = clocked({ recordOutcomes: false })
     for (let i = 0; i < 10; i++) b.record({ failure: true, durationMs: 1 })
@@ -131,6 +170,7 @@ describe("Breaker", () => {
   it("rejects invalid options with a RangeError naming the field", () => {
     assert.throws(() => Breaker.makeUnsafe({ bot: "b", failureRateThreshold: 2 }, () => 0), /failureRateThreshold/)
     assert.throws(() => Breaker.makeUnsafe({ bot: "b", permittedProbes: 0 }, () => 0), /permittedProbes/)
+    assert.throws(() => Breaker.makeUnsafe({ bot: "b", maxHolds: 0 }, () => 0), /maxHolds/)
   })
 
   it.effect("on a bot: failing handlers open the breaker, offers answer busy, TestClock's wait lets probes in, passing probes close it", () =>

@@ -57,8 +57,21 @@ export interface WebSocketClientAdapter {
   /** Queues a message for the service (policy of the send queue); `false` when it was not queued. */
   readonly send: (message: string | Update.OutboundMessage) => Effect.Effect<boolean>
   readonly state: () => State
-  /** Connections opened so far, and attempts that failed. */
-  readonly stats: () => { readonly connects: number; readonly failures: number; readonly queued: number; readonly messagesIn: number; readonly messagesOut: number }
+  /**
+   * Connections opened so far, attempts that failed, and how connections ended: a close
+   * handshake answered in time (`closedClean`) or a terminate.
+   */
+  readonly stats: () => Stats
+}
+
+export interface Stats {
+  readonly connects: number
+  readonly failures: number
+  readonly queued: number
+  readonly messagesIn: number
+  readonly messagesOut: number
+  readonly closedClean: number
+  readonly terminated: number
 }
 
 const millis = (input: Duration.Input | undefined, fallback: number) =>
@@ -166,22 +179,28 @@ export const make = <A = string>(options: ClientOptions<A>): WebSocketClientAdap
       yield* ctx.fork(`${name}/connect`, loop)
     })
 
+  const stats = (): Stats => ({
+    connects,
+    failures,
+    queued: outbound === undefined ? 0 : Queue.sizeUnsafe(outbound),
+    messagesIn: counters.messagesIn,
+    messagesOut: counters.messagesOut,
+    closedClean: counters.closedClean,
+    terminated: counters.terminated
+  })
+
   return {
     adapter: Adapter.make({
       name,
       start,
       reply: (_update, message) =>
         Effect.flatMap(send(message), (queued) =>
-          queued ? Effect.void : Effect.fail(new Adapter.ReplyError({ adapter: name, reason: "the send queue refused the message" })))
+          queued ? Effect.void : Effect.fail(new Adapter.ReplyError({ adapter: name, reason: "the send queue refused the message" }))),
+      // how the connection ended, in the bot's status and stop report
+      status: () => ({ ...stats() })
     }),
     send,
     state: () => state,
-    stats: () => ({
-      connects,
-      failures,
-      queued: outbound === undefined ? 0 : Queue.sizeUnsafe(outbound),
-      messagesIn: counters.messagesIn,
-      messagesOut: counters.messagesOut
-    })
+    stats
   }
 }

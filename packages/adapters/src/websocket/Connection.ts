@@ -33,7 +33,10 @@ export interface Limits {
   readonly slowConsumerGraceMs: number
   /** Bytes buffered in the socket above which the writer waits for the peer to read. */
   readonly highWaterMark: number
-  /** Inbound frames waiting for the bot per connection; above it the socket is paused. */
+  /**
+   * Inbound frames waiting for the bot per connection. Reading pauses at inboundCapacity; frames
+   * of the read in progress still arrive (at most one socket read), and none is dropped.
+   */
   readonly inboundCapacity: number
   /** Ping interval (0 = no heartbeat); a pong missing at the next ping terminates the connection. */
   readonly heartbeatMs: number
@@ -127,7 +130,11 @@ export class Connection {
   outbound: Queue.Queue<Frame> | undefined = undefined
   /** Creates `outbound` on first need (driver mode): most connections never queue a frame. */
   createOutbound: (() => Queue.Queue<Frame>) | undefined = undefined
-  /** Inbound frames waiting for a reader (driver mode), bounded by `inboundCapacity`. */
+  /**
+   * Driver mode: inbound frames waiting for the reader. Client: frames the full `inbound` queue
+   * could not take, in order behind it. Either way reading pauses at `inboundCapacity`, so beyond
+   * it this holds at most the rest of one socket read.
+   */
   readonly buffer: Array<Frame> = []
   driver: Driver | undefined = undefined
   /** Waiting in the server's ready list for its reader (driver mode). */
@@ -174,8 +181,10 @@ export class Connection {
   /** Ends the connection with `code` (or a terminate): the read fiber is interrupted, its scope closes the socket. */
   end(code: number, reason: string, terminate = false): void {
     if (this.closeCode === undefined) {
-      this.closeCode = code
-      this.closeReason = reason
+      // settled here, not at the send, so the close update and the counters show what is sent
+      // (a terminate sends nothing: its code, 1006 say, is only counted)
+      this.closeCode = terminate || isValidCloseCode(code) ? code : 1011
+      this.closeReason = closeReason(reason)
       this.terminate = terminate
     }
     if (this.driver !== undefined) this.driver.end(this)
@@ -187,6 +196,31 @@ export class Connection {
   get writable(): boolean {
     return this.closeCode === undefined && this.ws.readyState === OPEN
   }
+}
+
+/**
+ * A code a close frame may carry (RFC 6455 7.4, as `ws` checks it; `ws.close` throws on any other):
+ * 1000-1014 but 1004 (reserved), 1005 and 1006 (only ever reported, never sent), or 3000-4999.
+ */
+export const isValidCloseCode = (code: number): boolean =>
+  Number.isInteger(code) && ((code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999))
+
+/** Longest close reason in UTF-8 bytes: a control frame's payload is at most 125, 2 of them the code. */
+export const maxCloseReasonBytes = 123
+
+/**
+ * `reason` cut to what a close frame can carry (`ws.close` throws on more), at a character
+ * boundary so the peer, which must reject invalid UTF-8 with 1007, still gets a valid one.
+ */
+export const closeReason = (reason: string): string => {
+  // a UTF-16 unit is at most 3 UTF-8 bytes: most reasons need no encoding to be known short
+  if (reason.length * 3 <= maxCloseReasonBytes) return reason
+  const bytes = Buffer.from(reason)
+  if (bytes.length <= maxCloseReasonBytes) return reason
+  let end = maxCloseReasonBytes
+  // a continuation byte (10xxxxxx) right after the cut means the cut splits a character: drop it whole
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--
+  return bytes.toString("utf8", 0, end)
 }
 
 /**
@@ -315,8 +349,11 @@ function onMessage(this: WebSocket, data: Buffer | ArrayBuffer | Array<Buffer>, 
     waiting = conn.buffer.length
     conn.driver!.frame(conn)
   } else {
-    Queue.offerUnsafe(conn.inbound, frame)
-    waiting = Queue.sizeUnsafe(conn.inbound)
+    // `ws` emits every frame of a read it has begun even after `pause()`: what the full queue
+    // cannot take waits in `buffer`, and later frames queue behind it so order holds, until the
+    // reader takes both (the queue first)
+    if (conn.buffer.length > 0 || !Queue.offerUnsafe(conn.inbound, frame)) conn.buffer.push(frame)
+    waiting = Queue.sizeUnsafe(conn.inbound) + conn.buffer.length
   }
   if (!conn.paused && waiting >= limits.inboundCapacity) {
     // The bot is behind: stop reading this socket (TCP pushes back on the peer) until it catches up.
@@ -385,7 +422,25 @@ export const closeSocket = (conn: Connection, exit: Exit.Exit<unknown, unknown>)
       counters.terminated++
       return
     }
-    if (ws.readyState === OPEN) ws.close(conn.closeCode, conn.closeReason)
+    // A socket paused because the bot was behind stays paused until someone resumes it, and the
+    // peer's close reply is behind the data it holds: without reading on, every such close would
+    // wait out closeTimeout and terminate. The data frames before the reply are dropped
+    // (`onMessage` takes nothing once a close code is set), and so are those still buffered.
+    conn.buffer.length = 0
+    if (conn.paused) {
+      conn.paused = false
+      ws.resume()
+    }
+    if (ws.readyState === OPEN) {
+      try {
+        ws.close(conn.closeCode, conn.closeReason)
+      } catch {
+        // `end` settles code and reason, but a throw here must not leave the socket open
+        ws.terminate()
+        counters.terminated++
+        return
+      }
+    }
     const answered = yield* Effect.timeoutOption(Deferred.await(conn.socketClosed), Duration.millis(conn.limits.closeTimeoutMs))
     if (answered._tag === "None") {
       ws.terminate()
@@ -547,12 +602,20 @@ export const serve = <A>(
     yield* hooks.onOpen(conn)
     while (true) {
       const batch = yield* Queue.takeAll(conn.inbound!)
+      // the overflow of a read is behind everything the queue held, and is taken in the same
+      // step: a frame that comes later finds it empty and goes to the queue, after it
+      const overflow = conn.buffer.length === 0 ? undefined : conn.buffer.splice(0)
       if (conn.paused) {
         conn.paused = false
         conn.ws.resume()
       }
       for (let i = 0; i < batch.length; i++) {
         if (!(yield* handleFrame(conn, batch[i]!, codec, hooks))) return
+      }
+      if (overflow !== undefined) {
+        for (let i = 0; i < overflow.length; i++) {
+          if (!(yield* handleFrame(conn, overflow[i]!, codec, hooks))) return
+        }
       }
     }
     // the inbound queue ended: the peer closed

@@ -16,7 +16,7 @@
  */
 import * as http from "node:http"
 import type { AddressInfo, Socket } from "node:net"
-import { Deferred, Duration, Effect, Exit, Fiber, FiberSet, Queue, Scope } from "effect"
+import { Data, Deferred, Duration, Effect, Exit, Fiber, FiberSet, Queue, Scope } from "effect"
 import { Adapter, type Intake, Task, Update } from "@fiberbot/core"
 import { WebSocketServer, type WebSocket } from "ws"
 import * as Codec from "./Codec.ts"
@@ -55,6 +55,10 @@ export interface ServerOptions<A = string> {
     readonly grace?: Duration.Input | undefined
     readonly highWaterMark?: number | undefined
   } | undefined
+  /**
+   * Inbound frames waiting for the bot per connection (default 64). Reading pauses at
+   * inboundCapacity; frames of the read in progress still arrive (at most one socket read).
+   */
   readonly inboundCapacity?: number | undefined
   readonly binary?: "accept" | "reject" | undefined
   /** How long each close handshake may take when closing or stopping (default 2 s). */
@@ -111,8 +115,19 @@ export interface WebSocketServerAdapter {
    * Answers how many connections it was queued to.
    */
   readonly broadcast: (message: string | Update.OutboundMessage, filter?: (connection: string) => boolean) => Effect.Effect<number>
-  /** Closes one connection with a code (default 1000). */
-  readonly close: (connection: string, code?: number, reason?: string) => Effect.Effect<void>
+  /**
+   * Closes one connection with a code (default 1000) and a reason, cut to the 123 bytes a close
+   * frame can carry. A code no endpoint may send (1005, 1006, reserved, outside 1000-4999) fails
+   * with `CloseCodeError` and leaves the connection open. An unknown connection is no error.
+   */
+  readonly close: (connection: string, code?: number, reason?: string) => Effect.Effect<void, CloseCodeError>
+}
+
+/** `close` was asked for a code that a close frame may not carry. */
+export class CloseCodeError extends Data.TaggedError("CloseCodeError")<{ readonly code: number }> {
+  override get message(): string {
+    return `${this.code} is not a close code an endpoint may send (1000-1014 but 1004-1006, or 3000-4999)`
+  }
 }
 
 const millis = (input: Duration.Input | undefined, fallback: number) =>
@@ -166,6 +181,13 @@ const refuse = (socket: Socket, status: string) => {
   if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
   socket.destroy()
 }
+
+/**
+ * Node takes its own 'error' listener off a socket it hands to 'upgrade' listeners: without one,
+ * a peer resetting the socket (even while we refuse it) is an uncaught exception that ends the
+ * process. Resets need no handling: the socket closes by itself.
+ */
+const ignoreSocketError = () => {}
 
 /** Builds a server adapter; it starts listening when its bot starts and stops with it. */
 export const make = <A = string>(options: ServerOptions<A> = {}): WebSocketServerAdapter => {
@@ -368,10 +390,13 @@ export const make = <A = string>(options: ServerOptions<A> = {}): WebSocketServe
       }
 
       const onUpgrade = (req: http.IncomingMessage, socket: Socket, head: Buffer) => {
+        socket.on("error", ignoreSocketError)
         const reqPath = (req.url ?? "/").split("?")[0]
         if (reqPath !== path && !(own && path === "/")) {
-          if (own) refuse(socket, "404 Not Found")
-          return // attached: another listener may want it
+          // Attached, another 'upgrade' listener may want it; with none (always so on an own
+          // listener), nobody else would ever answer or close it.
+          if (server.listenerCount("upgrade") <= 1) refuse(socket, "404 Not Found")
+          return
         }
         // stopping, full, or the bot's intake breaker open: new connections wait for better times
         if (stopping || conns.size >= maxConnections || ctx.paused()) {
@@ -490,9 +515,11 @@ export const make = <A = string>(options: ServerOptions<A> = {}): WebSocketServe
         return n
       }),
     close: (connection, code = 1000, reason = "") =>
-      Effect.sync(() => {
-        conns.get(connection)?.end(code, reason)
-      })
+      Connection.isValidCloseCode(code)
+        ? Effect.sync(() => {
+          conns.get(connection)?.end(code, reason)
+        })
+        : Effect.fail(new CloseCodeError({ code }))
   }
   return self
 }

@@ -1,9 +1,14 @@
 import * as http from "node:http"
+import * as net from "node:net"
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Schedule, Schema } from "effect"
+import { Deferred, Duration, Effect, Exit, Schedule, Schema } from "effect"
 import { Bot, BotManager, Router } from "@fiberbot/core"
 import { Codec, Server } from "@fiberbot/adapters/websocket"
-import { client, closedWithin, echoBot, refusedStatus, sleep, slowloris, until, withManager } from "./helpers.ts"
+import { client, closedWithin, echoBot, rawUpgrade, refusedStatus, sleep, slowloris, until, upgradeRequest, withManager } from "./helpers.ts"
+
+const listening = (server: http.Server) =>
+  Effect.promise(() => new Promise<number>((r) => server.listen(0, "127.0.0.1", () => r((server.address() as net.AddressInfo).port))))
+const closeServer = (server: http.Server) => Effect.promise(() => new Promise<void>((r) => server.close(() => r())))
 
 describe("WebSocket server", () => {
   it.live("echoes to the sending connection only; open, message and close reach the bot; stop sends 1001 to every connection", () =>
@@ -60,7 +65,7 @@ describe("WebSocket server", () => {
       const c = yield* client(`ws://127.0.0.1:${port}/bot`)
       c.ws.send("ping")
       assert.strictEqual(yield* c.next(), "ping")
-      // another path is left to other listeners (none here: the socket hangs until we give up)
+      // plain HTTP requests stay the server's own
       const other = yield* Effect.promise(() => fetch(`http://127.0.0.1:${port}/`).then((r) => r.text()))
       assert.strictEqual(other, "plain http")
       yield* manager.stop("echo", { deadline: "3 seconds" })
@@ -68,6 +73,54 @@ describe("WebSocket server", () => {
       // the user's server is still theirs and still listening
       assert.isTrue(httpServer.listening)
       yield* Effect.promise(() => new Promise<void>((r) => httpServer.close(() => r())))
+    })))
+
+  it.live("attached, with no other upgrade listener: an upgrade for another path gets 404 and its socket is closed", () =>
+    withManager(Effect.gen(function*() {
+      const manager = yield* BotManager
+      const httpServer = http.createServer((_req, res) => res.end("plain http"))
+      const port = yield* listening(httpServer)
+      const ws = Server.make({ attach: httpServer, path: "/bot" })
+      yield* manager.start(echoBot(ws.adapter))
+      // before: no answer, and the socket stayed open for good
+      const answer = yield* rawUpgrade(port, "/elsewhere")
+      assert.match(answer, /^HTTP\/1\.1 404 Not Found\r\n/)
+      const c = yield* client(`ws://127.0.0.1:${port}/bot`)
+      c.ws.send("ping")
+      assert.strictEqual(yield* c.next(), "ping")
+      yield* manager.stop("echo", { deadline: "3 seconds" })
+      assert.strictEqual((yield* closedWithin(c)).code, 1001)
+      assert.strictEqual(ws.stats().sockets, 0)
+      yield* closeServer(httpServer)
+    })))
+
+  it.live("attached: an upgrade for another path is left to the server's other upgrade listener, and its peer resetting it is no uncaught error", () =>
+    withManager(Effect.gen(function*() {
+      const manager = yield* BotManager
+      const httpServer = http.createServer()
+      // a listener that takes its path and, like many, adds no 'error' listener of its own
+      const taken = yield* Deferred.make<net.Socket>()
+      httpServer.on("upgrade", (req: http.IncomingMessage, socket: net.Socket) => {
+        if (req.url === "/theirs") Deferred.doneUnsafe(taken, Exit.succeed(socket))
+      })
+      const port = yield* listening(httpServer)
+      const ws = Server.make({ attach: httpServer, path: "/bot" })
+      yield* manager.start(echoBot(ws.adapter))
+      const raw = net.connect(port, "127.0.0.1", () => raw.write(upgradeRequest("/theirs")))
+      raw.on("error", () => {})
+      const socket = yield* Deferred.await(taken).pipe(Effect.timeout(Duration.seconds(2)), Effect.orDie)
+      // both listeners have run by now: ours must not have answered or closed it
+      assert.isFalse(socket.destroyed)
+      const serverSideClosed = Effect.callback<void>((resume) => {
+        if (socket.destroyed) resume(Effect.void)
+        else socket.once("close", () => resume(Effect.void))
+      }).pipe(Effect.timeout(Duration.seconds(2)), Effect.orDie)
+      // before: Node had taken its error listener off, so this reset was an uncaught ECONNRESET
+      // (vitest fails the run on it)
+      raw.resetAndDestroy()
+      yield* serverSideClosed
+      yield* manager.stop("echo", { deadline: "3 seconds" })
+      yield* closeServer(httpServer)
     })))
 
   it.live("an oversized frame closes that connection with 1009; the others go on", () =>
@@ -149,6 +202,103 @@ describe("WebSocket server", () => {
       assert.strictEqual(closed.code, 1008)
       assert.isBelow(c.received.length, 50)
       yield* manager.stop("echo", { deadline: "3 seconds" })
+    })))
+
+  describe("a close while reading is paused (bot behind) still reads the peer's close reply", () => {
+    // One run at a time and one update queued: with the bot stuck, a burst waits in the
+    // connection's buffer, and past inboundCapacity reading pauses.
+    const behind = (name: string, ws: Server.WebSocketServerAdapter, gate: Deferred.Deferred<void>, held: Deferred.Deferred<void>) =>
+      Bot.make({
+        name,
+        adapters: [ws.adapter],
+        router: Router.empty.on("message", () => Effect.andThen(Deferred.succeed(held, undefined), Deferred.await(gate))),
+        options: { concurrency: 1, intake: { capacity: 1 }, handlerTimeout: "10 seconds" }
+      })
+    const pauseReading = (ws: Server.WebSocketServerAdapter, held: Deferred.Deferred<void>) =>
+      Effect.gen(function*() {
+        const c = yield* client(ws.url()!)
+        c.ws.send("hold")
+        yield* Deferred.await(held)
+        for (let i = 0; i < 50; i++) c.ws.send(`m${i}`)
+        yield* until(() => c.ws.bufferedAmount === 0)
+        // the server answers a later upgrade only after it read what was already in its socket
+        const other = yield* client(ws.url()!)
+        return { c, other }
+      })
+
+    it.live("close(): a clean close, not a terminate at closeTimeout", () =>
+      withManager(Effect.gen(function*() {
+        const manager = yield* BotManager
+        const gate = yield* Deferred.make<void>()
+        const held = yield* Deferred.make<void>()
+        const ws = Server.make({ inboundCapacity: 4, closeTimeout: "3 seconds", heartbeat: false })
+        yield* manager.start(behind("behind", ws, gate, held))
+        const { c } = yield* pauseReading(ws, held)
+        yield* ws.close("c1", 1000, "bye")
+        // the close update waits for room in the intake: let the bot catch up
+        yield* Deferred.succeed(gate, undefined)
+        // before: the reply was never read, so the server terminated at closeTimeout (3 s)
+        assert.strictEqual((yield* closedWithin(c, 1500)).code, 1000)
+        yield* until(() => ws.stats().open === 1)
+        assert.deepStrictEqual([ws.stats().closedClean, ws.stats().terminated], [1, 0])
+        yield* manager.stop("behind", { deadline: "3 seconds" })
+        assert.strictEqual(ws.stats().sockets, 0)
+      })))
+
+    it.live("stop (1001) with the bot stuck: clean closes within the deadline, not terminates at closeTimeout", () =>
+      withManager(Effect.gen(function*() {
+        const manager = yield* BotManager
+        const stuck = yield* Deferred.make<void>()
+        const held = yield* Deferred.make<void>()
+        const ws = Server.make({ inboundCapacity: 4, closeTimeout: "2 seconds", heartbeat: false })
+        yield* manager.start(behind("stuck", ws, stuck, held))
+        const { c } = yield* pauseReading(ws, held)
+        const report = yield* manager.stop("stuck", { deadline: "5 seconds", drain: "50 millis" })
+        assert.isTrue(report.withinDeadline, report.unfinished.join(", "))
+        // before: a terminate after the 2 s closeTimeout
+        assert.isBelow(report.durationMs, 1000)
+        assert.strictEqual((yield* closedWithin(c)).code, 1001)
+        const figures = report.adapters?.ws as { readonly closedClean: number; readonly terminated: number } | undefined
+        assert.deepStrictEqual([figures?.closedClean, figures?.terminated], [2, 0])
+        assert.strictEqual(ws.stats().sockets, 0)
+      })))
+  })
+
+  it.live("close() refuses a code no endpoint may send with CloseCodeError and keeps the connection; a long reason is cut at a character boundary", () =>
+    withManager(Effect.gen(function*() {
+      const manager = yield* BotManager
+      const ws = Server.make({ heartbeat: false })
+      const reasons: Array<string | undefined> = []
+      yield* manager.start(Bot.make({
+        name: "echo",
+        adapters: [ws.adapter],
+        router: Router.empty
+          .on("message", (ctx) => ctx.reply(ctx.text ?? ""))
+          .on("close", (ctx) => Effect.sync(() => reasons.push((ctx.update.payload as Server.LifecyclePayload).reason)))
+      }))
+      const c = yield* client(ws.url()!)
+      yield* until(() => ws.stats().open === 1)
+      for (const code of [1005, 1006, 1004, 1015, 999, 2999, 5000, 1000.5]) {
+        const error = yield* Effect.flip(ws.close("c1", code))
+        assert.strictEqual(error._tag, "CloseCodeError")
+        assert.strictEqual(error.code, code)
+      }
+      // before: ws.close threw in the closer, the connection left the map and its socket stayed open
+      c.ws.send("still open")
+      assert.strictEqual(yield* c.next(), "still open")
+      assert.deepStrictEqual(ws.connections(), ["c1"])
+
+      const reason = "é".repeat(100) // 200 bytes in UTF-8; a close frame takes 123
+      yield* ws.close("c1", 4000, reason)
+      const closed = yield* closedWithin(c, 1500)
+      assert.strictEqual(closed.code, 4000)
+      assert.strictEqual(closed.reason, "é".repeat(61)) // 122 bytes: the 62nd "é" would split at 123
+      yield* until(() => ws.stats().open === 0)
+      assert.strictEqual(ws.stats().closedClean, 1)
+      yield* until(() => reasons.length === 1)
+      assert.deepStrictEqual(reasons, ["é".repeat(61)])
+      yield* manager.stop("echo", { deadline: "3 seconds" })
+      assert.strictEqual(ws.stats().sockets, 0)
     })))
 
   it.live("an upgrade flood beyond maxConnections gets HTTP 503; admitted connections keep working", () =>

@@ -92,6 +92,27 @@ export const slowloris = (port: number) =>
     })
   )
 
+/** The request line and headers of a WebSocket upgrade for `path`, as a raw client sends them. */
+export const upgradeRequest = (path: string) =>
+  `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+  "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+
+/**
+ * A raw TCP socket that sends an upgrade request for `path` and waits for the server to close it:
+ * answers what the server wrote. Dies when the server has not closed it within `ms`.
+ */
+export const rawUpgrade = (port: number, path: string, ms = 2000) =>
+  Effect.callback<string>((resume) => {
+    const chunks: Array<Buffer> = []
+    const s = net.connect(port, "127.0.0.1", () => s.write(upgradeRequest(path)))
+    s.on("data", (d: Buffer) => chunks.push(d))
+    s.on("error", () => {})
+    s.once("close", () => resume(Effect.succeed(Buffer.concat(chunks).toString())))
+    return Effect.sync(() => s.destroy())
+  }).pipe(
+    Effect.timeoutOrElse({ duration: Duration.millis(ms), orElse: () => Effect.die(new Error(`the server did not close the socket within ${ms} ms`)) })
+  )
+
 export const sleep = (ms: number) => Effect.sleep(Duration.millis(ms))
 
 /** Waits (real time) until `predicate` holds, at most `ms`. */

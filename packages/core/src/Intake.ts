@@ -3,7 +3,8 @@
  *
  * Every intake has a bound and a policy for when it is full:
  * - `backpressure`: `offer` waits for room, so the source slows down (polling, reading a socket);
- * - `drop-oldest`: the oldest waiting update is dropped and counted;
+ * - `drop-oldest`: the oldest waiting update is dropped, counted, and its `onDone(true)` called (it is
+ *   not coming back, so its source may confirm past it);
  * - `reject-busy`: `offer` answers `"busy"` at once, so the adapter can say so (HTTP 429, a busy frame).
  *
  * `close` stops intake: later offers answer `"closed"`, while updates already queued are still
@@ -71,6 +72,11 @@ export const make = (options: {
     let closed = false
     let direct: ((update: Update) => boolean) | undefined
 
+    const poll = (): Update | undefined => {
+      const exit = Queue.takeUnsafe(queue)
+      return exit !== undefined && Exit.isSuccess(exit) ? exit.value : undefined
+    }
+
     const tryOffer = (update: Update): OfferResult | undefined => {
       if (closed) return "closed"
       // Only past an empty queue, so nothing queued is overtaken: a parked dispatcher wakes for a
@@ -83,6 +89,18 @@ export const make = (options: {
       // dropping queues never wait: decide from the size right before offering
       const full = Queue.isFullUnsafe(queue)
       if (full && policy === "backpressure") return undefined
+      // The oldest is taken out here rather than left to the sliding queue, which would discard
+      // it unseen: its source must hear that it is done, or a Telegram offset (or a webhook's
+      // in-flight id) would wait for it forever.
+      const evicted = full && policy === "drop-oldest" ? poll() : undefined
+      if (evicted !== undefined) {
+        dropped++
+        options.onDropped?.()
+        // `true`: this policy chose not to handle it, and nothing will bring it back, so the source
+        // may confirm past it (as it does for an update refused "busy"). `false` means "interrupted,
+        // deliver again", which would hold a Telegram offset until a restart.
+        evicted.onDone?.(true)
+      }
       const ok = Queue.offerUnsafe(queue, update)
       if (!ok) {
         if (policy === "reject-busy" && full) {
@@ -92,10 +110,6 @@ export const make = (options: {
         return "closed"
       }
       accepted++
-      if (full) {
-        dropped++
-        options.onDropped?.()
-      }
       return "accepted"
     }
 
@@ -109,11 +123,6 @@ export const make = (options: {
           return "accepted"
         })
       })
-
-    const poll = (): Update | undefined => {
-      const exit = Queue.takeUnsafe(queue)
-      return exit !== undefined && Exit.isSuccess(exit) ? exit.value : undefined
-    }
 
     // waits for an update without taking it; ends (with nothing) once the intake is closed and empty
     const awaitOffer: Effect.Effect<void> = Effect.ignore(Queue.peek(queue))

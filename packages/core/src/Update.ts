@@ -18,9 +18,10 @@ export interface Update<P = unknown> {
   readonly callbackData?: string | undefined
   readonly payload: P
   /**
-   * Called once when the dispatcher is finished with the update: `true` when its handler ran to an
-   * outcome (success, failure, timeout, or no handler matched), `false` when the run was interrupted
-   * (the bot stopping). Adapters use it to confirm delivery only after handling (Telegram offsets).
+   * Called once when the bot is finished with the update: `true` when its handler ran to an outcome
+   * (success, failure, timeout, or no handler matched) or a `drop-oldest` intake dropped it (it is
+   * not coming back either way), `false` when the run was interrupted (the bot stopping). Adapters
+   * use it to confirm delivery only after handling (Telegram offsets).
    */
   readonly onDone?: ((handled: boolean) => void) | undefined
 }

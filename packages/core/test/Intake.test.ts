@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber } from "effect"
-import { Bot, BotManager, Intake, Router, Update } from "@fiberbot/core"
+import { Adapter, Bot, BotManager, Intake, Router, Update } from "@fiberbot/core"
 import { LeakCheck, TestAdapter } from "@fiberbot/core/testing"
 import { settle } from "./helpers.ts"
 
@@ -27,6 +27,50 @@ describe("Intake", () => {
       assert.deepStrictEqual(intake.stats(), { accepted: 5, dropped: 3, rejected: 0, depth: 2 })
       assert.deepStrictEqual([(yield* intake.take).id, (yield* intake.take).id], ["4", "5"])
     }))
+
+  it.effect("drop-oldest: a dropped update hears onDone(true), so its source may confirm past it; kept ones do not", () =>
+    Effect.gen(function*() {
+      const intake = yield* Intake.make({ capacity: 2, policy: "drop-oldest" })
+      const done: Array<[string, boolean]> = []
+      const tracked = (n: number) =>
+        Update.make({ adapter: "t", kind: "message", id: String(n), key: "k", payload: n, onDone: (handled) => done.push([String(n), handled]) })
+      for (let i = 1; i <= 5; i++) assert.strictEqual(intake.tryOffer(tracked(i)), "accepted")
+      assert.deepStrictEqual(done, [["1", true], ["2", true], ["3", true]])
+      assert.deepStrictEqual(intake.stats(), { accepted: 5, dropped: 3, rejected: 0, depth: 2 })
+      assert.deepStrictEqual([intake.poll()?.id, intake.poll()?.id], ["4", "5"])
+      assert.strictEqual(done.length, 3, "updates still delivered are the dispatcher's to finish")
+    }))
+
+  it.effect("drop-oldest in a running bot: every dropped update is finished and counted, none lost track of", () =>
+    LeakCheck.verify(Effect.gen(function*() {
+      const manager = yield* BotManager
+      let ctx: Adapter.AdapterContext | undefined
+      // an adapter of its own: the update's onDone must reach the intake untouched
+      const source = Adapter.make({ name: "src", start: (c) => Effect.sync(() => void (ctx = c)), reply: () => Effect.void })
+      const gate = yield* Deferred.make<void>()
+      // a failed assertion opens the gate too, so the bot stops at once instead of at its deadline
+      yield* Effect.addFinalizer(() => Deferred.succeed(gate, undefined))
+      const done = new Map<string, boolean>()
+      yield* manager.start(Bot.make({
+        name: "dropping",
+        adapters: [source],
+        router: Router.empty.on("message", () => Deferred.await(gate)),
+        options: { concurrency: 1, intake: { capacity: 2, policy: "drop-oldest" } }
+      }))
+      for (let i = 1; i <= 10; i++) {
+        const u = Update.make({ adapter: "src", kind: "message", id: String(i), key: "k", payload: i, text: `m${i}`, onDone: (h) => done.set(String(i), h) })
+        assert.strictEqual(yield* ctx!.offer(u), "accepted")
+        yield* settle()
+      }
+      // 1 runs, 9 and 10 wait in the intake, 2..8 were dropped
+      assert.deepStrictEqual([...done.keys()].sort((a, b) => Number(a) - Number(b)), ["2", "3", "4", "5", "6", "7", "8"])
+      assert.isTrue([...done.values()].every((h) => h))
+      const [status] = yield* manager.status()
+      assert.strictEqual(status?.intake.dropped, 7)
+      yield* Deferred.succeed(gate, undefined)
+      yield* manager.stop("dropping", { deadline: "5 seconds" })
+      assert.strictEqual(done.size, 10, "every update offered was finished one way or the other")
+    }).pipe(Effect.scoped)).pipe(Effect.provide(BotManager.layer)))
 
   it.effect("reject-busy: a full intake answers busy at once and counts it", () =>
     Effect.gen(function*() {

@@ -6,7 +6,10 @@
  * cuts a healthy long poll short) and is interruptible: interrupting the fiber aborts the request.
  * Failures are retried by class: 429 waits `retry_after` (never less), 5xx / network / non-JSON
  * bodies back off exponentially with jitter for a bounded number of attempts, other 4xx answers
- * (400, 401, 403, 409) are final. The token is `Redacted`: it is only unwrapped to build the URL,
+ * (400, 401, 403, 409) are final. `retry_after` comes from the network, so it is read defensively
+ * (a number or a numeric string, else 1 s) and no wait it causes is longer than `maxRetryAfter`:
+ * a call that would have to wait longer fails, a loop that retries itself (the poller) waits the
+ * cap and asks again. A response body over `maxResponseBytes` is a `too-large` network error. The token is `Redacted`: it is only unwrapped to build the URL,
  * and no error, log line or span carries that URL.
  */
 import type { ApiMethods, Opts } from "@grammyjs/types"
@@ -38,7 +41,10 @@ export interface RetryOptions {
   /** First backoff (default 200 ms), doubled each attempt, up to `maxDelay` (default 5 s). */
   readonly baseDelay?: Duration.Input | undefined
   readonly maxDelay?: Duration.Input | undefined
-  /** A 429 asking to wait longer than this fails instead (default 60 s). */
+  /**
+   * A 429 asking to wait longer than this fails instead (default 60 s); `backoff`, which loops that
+   * retry themselves use, never answers more than this either.
+   */
   readonly maxRetryAfter?: Duration.Input | undefined
   /** How many 429s one call may absorb (default 5). */
   readonly max429?: number | undefined
@@ -57,6 +63,12 @@ export interface ClientOptions {
   /** Connections per origin (default 32): sends run in parallel beside the one long poll. */
   readonly connections?: number | undefined
   readonly maxUploadBytes?: number | undefined
+  /**
+   * Largest response body read (default 64 MiB). Bot API answers are JSON of at most 100 updates or
+   * one object; files are not downloaded through the client. A larger body is cut off and fails
+   * the call with a `too-large` `TelegramNetworkError` instead of being buffered.
+   */
+  readonly maxResponseBytes?: number | undefined
 }
 
 export interface CallOptions {
@@ -67,13 +79,32 @@ export interface CallOptions {
 
 export interface Client {
   readonly call: <M extends MethodName>(method: M, params?: Params<M>, options?: CallOptions) => Effect.Effect<Result<M>, ApiError>
-  /** Sleeps for as long as the API asked, or a backoff step; used by loops that retry themselves. */
+  /**
+   * How long to wait before trying again: what a 429 asked (never more than `maxRetryAfter`), or
+   * a backoff step; used by loops that retry themselves.
+   */
   readonly backoff: (error: ApiError, attempt: number) => Duration.Duration
 }
 
 const UPLOAD_METHODS = new Set(["sendPhoto", "sendDocument", "sendAudio", "sendVideo", "sendVoice", "sendAnimation", "sendVideoNote", "sendSticker", "sendMediaGroup", "setWebhook"])
 
 const ms = (d: Duration.Input) => Duration.toMillis(Duration.fromInputUnsafe(d))
+
+/**
+ * The wait a 429 asks for, in ms, or `undefined` when its `retry_after` is unusable. The value
+ * comes off the network: a numeric string is accepted, `1e400` parses as Infinity (kept: it asks
+ * for longer than any cap), negative, NaN and anything else are refused.
+ */
+export const retryAfterMs = (error: ApiError): number | undefined => {
+  if (error._tag !== "TelegramError") return undefined
+  const raw: unknown = error.parameters?.retry_after
+  const seconds = typeof raw === "number"
+    ? raw
+    : typeof raw === "string" && /^\s*\d+(\.\d+)?\s*$/.test(raw)
+    ? Number(raw)
+    : Number.NaN
+  return seconds >= 0 ? seconds * 1000 : undefined
+}
 
 /** Makes a client whose connection pool closes with the scope. */
 export const make = (options: ClientOptions): Effect.Effect<Client, never, Scope.Scope> =>
@@ -88,6 +119,7 @@ export const make = (options: ClientOptions): Effect.Effect<Client, never, Scope
     const maxRetryAfterMs = ms(options.retry?.maxRetryAfter ?? "60 seconds")
     const max429 = options.retry?.max429 ?? 5
     const maxUpload = options.maxUploadBytes ?? 50 * 1024 * 1024
+    const maxResponse = options.maxResponseBytes ?? 64 * 1024 * 1024
     // Keep-alive on purpose: the Bot API is one origin, and a TLS handshake per call costs more
     // than the call. Idle sockets are dropped after 30 s (below common proxy idle limits), and a
     // long poll's socket is never idle. No pipelining: a slow long poll must not hold up sends.
@@ -140,9 +172,30 @@ export const make = (options: ClientOptions): Effect.Effect<Client, never, Scope
               headersTimeout: deadlineMs,
               bodyTimeout: deadlineMs
             })
-            return { status: r.statusCode, text: await r.body.text() }
+            const declared = Number(r.headers["content-length"])
+            if (declared > maxResponse) {
+              // nobody reads the body now: its abort error must not surface as unhandled
+              r.body.on("error", () => undefined)
+              r.body.destroy()
+              throw new ResponseTooLarge(`the answer declares ${declared} bytes, over the ${maxResponse}-byte limit`)
+            }
+            const chunks: Array<Buffer> = []
+            let size = 0
+            for await (const chunk of r.body) {
+              size += (chunk as Buffer).byteLength
+              if (size > maxResponse) {
+                r.body.on("error", () => undefined)
+                r.body.destroy()
+                throw new ResponseTooLarge(`the answer is over the ${maxResponse}-byte limit`)
+              }
+              chunks.push(chunk as Buffer)
+            }
+            return { status: r.statusCode, text: Buffer.concat(chunks, size).toString("utf8") }
           },
           catch: (e) => {
+            if (e instanceof ResponseTooLarge) {
+              return new TelegramNetworkError({ method, reason: "too-large", status: undefined, detail: e.message })
+            }
             const code = typeof e === "object" && e !== null && "code" in e ? String(e.code) : ""
             const timeout = code.includes("TIMEOUT")
             return new TelegramNetworkError({
@@ -181,11 +234,14 @@ export const make = (options: ClientOptions): Effect.Effect<Client, never, Scope
         )
       })
 
+    /** What a 429 asks for (1 s when it does not say usably), before any cap. */
+    const askedMs = (error: ApiError) => retryAfterMs(error) ?? 1000
+
     const backoff = (error: ApiError, attempt: number): Duration.Duration => {
       if (error._tag === "TelegramError" && error.error_code === 429) {
-        // Never less than asked: an early retry only extends the ban.
-        const after = error.parameters?.retry_after
-        return Duration.seconds(typeof after === "number" && after > 0 ? after : 1)
+        // Never less than asked (an early retry only extends the ban), but never more than the cap:
+        // an absurd retry_after would otherwise park the caller for good.
+        return Duration.millis(Math.min(askedMs(error), maxRetryAfterMs))
       }
       const ceiling = Math.min(maxDelayMs, baseMs * 2 ** Math.max(0, attempt - 1))
       return Duration.millis(ceiling / 2 + Math.random() * (ceiling / 2))
@@ -211,8 +267,8 @@ export const make = (options: ClientOptions): Effect.Effect<Client, never, Scope
           const error = result.failure
           if (!retry) return yield* Effect.fail(error)
           if (error._tag === "TelegramError" && error.error_code === 429) {
+            if (++throttled > max429 || askedMs(error) > maxRetryAfterMs) return yield* Effect.fail(error)
             const wait = backoff(error, attempt)
-            if (++throttled > max429 || Duration.toMillis(wait) > maxRetryAfterMs) return yield* Effect.fail(error)
             attempt--
             yield* Effect.logDebug(`telegram ${method}: 429, waiting ${Duration.format(wait)}`)
             yield* Effect.sleep(wait)
@@ -229,6 +285,8 @@ export const make = (options: ClientOptions): Effect.Effect<Client, never, Scope
 
     return { call, backoff }
   })
+
+class ResponseTooLarge extends Error {}
 
 const fileBlob = (file: InputFile, max: number) =>
   Effect.tryPromise({

@@ -28,6 +28,8 @@ export interface Tracker {
   readonly next: () => number | undefined
   /** Ids fetched and not yet below the offset. */
   readonly outstanding: () => number
+  /** Ids tracked or begun and not finished yet (handed to the bot, or waiting to be). */
+  readonly inFlight: () => number
   /** Completes at the next move of the offset. */
   readonly progress: () => Effect.Effect<void>
   /** Completes once at most `n` ids are outstanding (one wake-up, not one per move of the offset). */
@@ -98,6 +100,7 @@ export const make = (options: { readonly window?: number | undefined } = {}): Tr
     offset: () => (head < order.length ? order[head]! : highest > 0 ? highest + 1 : undefined),
     next: () => (highest > 0 ? highest + 1 : undefined),
     outstanding: () => order.length - head,
+    inFlight: () => inFlight.size,
     progress: () => Deferred.await(moved),
     drainedTo: (n) =>
       Effect.suspend(() => {

@@ -10,7 +10,9 @@
  * the outstanding updates will be handled within the idle part of a round trip), and on stop a last
  * `getUpdates(offset, limit 1, timeout 0)` confirms what drained. The pending long poll is
  * interrupted on stop (its request aborted), never waited for. Errors never end the loop
- * silently: 429 waits `retry_after`, other failures back off with jitter and are logged, and
+ * silently: 429 waits `retry_after` (at most the client's `maxRetryAfter`), other failures back
+ * off with jitter and are logged, an answer whose result is not an array is such a failure, and
+ * elements of a batch that are not updates are skipped and counted (`invalid`); and
  * `status().sinceLastPollMs` / the `fiberbot_telegram_last_poll_timestamp_seconds` gauge say how
  * long ago a fetch last succeeded.
  */
@@ -20,7 +22,7 @@ import { Duration, Effect, Metric } from "effect"
 import type { Client } from "./Client.ts"
 import * as Decode from "./Decode.ts"
 import type * as Offsets from "./Offsets.ts"
-import type { ApiError } from "./TelegramError.ts"
+import { TelegramNetworkError, type ApiError } from "./TelegramError.ts"
 
 export interface Options {
   /** Long-poll timeout in seconds (default 30). */
@@ -55,6 +57,8 @@ export interface Stats {
   duplicates: number
   dropped: number
   failures: number
+  /** Elements of getUpdates answers that were not updates (skipped, confirmed past when they had an id). */
+  invalid: number
   lastPollAt: number | undefined
   lastError: string | undefined
 }
@@ -118,6 +122,16 @@ export const prepare = (params: {
           timeout: pollTimeout,
           ...(allowed === undefined ? {} : { allowed_updates: allowed as never })
         }, { retry: false })
+        // Typed as Update[] by the Bot API, but it came off the network: anything else is a bad
+        // answer the loop backs off from, not a TypeError that ends the task.
+        if (!Array.isArray(updates)) {
+          return yield* Effect.fail(new TelegramNetworkError({
+            method: "getUpdates",
+            reason: "bad-response",
+            status: 200,
+            detail: `the result is ${updates === null ? "null" : typeof updates}, not an array of updates`
+          }))
+        }
         if (elu !== undefined) idleRttMs = ewma(idleRttMs, performance.eventLoopUtilization(elu).idle)
         const now = yield* Effect.clockWith((c) => c.currentTimeMillis)
         stats.lastPollAt = now
@@ -129,8 +143,17 @@ export const prepare = (params: {
     const handOver = (updates: ReadonlyArray<TgUpdate>) =>
       Effect.gen(function*() {
         let fresh = 0
-        for (const raw of updates) {
-          const id = raw.update_id
+        for (const raw of updates as ReadonlyArray<unknown>) {
+          const id = typeof raw === "object" && raw !== null && !Array.isArray(raw) ? (raw as { update_id?: unknown }).update_id : undefined
+          if (typeof id !== "number" || !Number.isSafeInteger(id)) {
+            stats.invalid++
+            // An id that still reads as a position in the queue is confirmed past, or the server
+            // would send this element back on every fetch; without one, the next good update's
+            // confirmation passes it.
+            const at = typeof id === "number" ? Math.floor(id) : typeof id === "string" && /^\d{1,15}$/.test(id) ? Number(id) : Number.NaN
+            if (Number.isSafeInteger(at) && at > 0) tracker.skip(at)
+            continue
+          }
           if (tracker.seen(id)) {
             stats.duplicates++
             tracker.skip(id)
@@ -180,9 +203,12 @@ export const prepare = (params: {
           ))
         }
         attempt++
-        const wait = e._tag === "TelegramError" && e.error_code === 429
+        const step = e._tag === "TelegramError" && e.error_code === 429
           ? client.backoff(e, attempt)
           : Duration.millis(Math.min(5_000, baseMs * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2))
+        // The deadline bounds the wait too, not only the decision to wait: a 429 asking for an
+        // hour must not hold the start past `conflictTimeout`. One last try runs at the deadline.
+        const wait = Duration.millis(Math.max(0, Math.min(Duration.toMillis(step), conflictDeadline - elapsed)))
         yield* Effect.logWarning(`telegram: ${e.message}; retrying start in ${Duration.format(wait)}`)
         yield* Effect.sleep(wait)
       }

@@ -57,6 +57,8 @@ export interface Status {
   readonly offset: number | undefined
   /** Fetched updates not yet below the confirmed offset. */
   readonly outstanding: number
+  /** Update ids handed to the bot (or waiting for room) whose handling has not finished. */
+  readonly inFlight: number
   readonly polling: Readonly<Polling.Stats>
   readonly webhook: Readonly<Webhook.Stats>
   /** Webhook server address once started (port 0 picks one). */
@@ -107,8 +109,8 @@ export const make = (options: Options): Telegram => {
   const token = typeof options.token === "string" ? Redacted.make(options.token) : options.token
   const mode = options.webhook !== undefined ? "webhook" : "polling"
   const tracker = Offsets.make({ window: options.dedupeWindow })
-  const pollStats: Polling.Stats = { fetched: 0, duplicates: 0, dropped: 0, failures: 0, lastPollAt: undefined, lastError: undefined }
-  const hookStats: Webhook.Stats = { received: 0, rejected: 0, duplicates: 0, busy: 0 }
+  const pollStats: Polling.Stats = { fetched: 0, duplicates: 0, dropped: 0, failures: 0, invalid: 0, lastPollAt: undefined, lastError: undefined }
+  const hookStats: Webhook.Stats = { received: 0, rejected: 0, duplicates: 0, busy: 0, refusedConnections: 0 }
   let running: Running | undefined
 
   const fail = (reason: string, cause?: unknown) => new Adapter.AdapterError({ adapter: name, reason, cause })
@@ -148,7 +150,9 @@ export const make = (options: Options): Telegram => {
 
       const hook = options.webhook!
       tracker.reset()
-      const address = yield* Webhook.serve({ adapter: name, ctx, tracker, stats: hookStats, options: hook })
+      const address = yield* Webhook.serve({ adapter: name, ctx, tracker, stats: hookStats, options: hook }).pipe(
+        Effect.mapError((e) => fail(e.message, e))
+      )
       state.address = { host: address.address, port: address.port }
       const url = hook.url ?? `http://${address.address}:${address.port}${hook.path ?? "/telegram"}`
       if (hook.deleteOnStop === true) {
@@ -268,6 +272,7 @@ export const make = (options: Options): Telegram => {
       sinceLastPollMs: pollStats.lastPollAt === undefined ? undefined : Date.now() - pollStats.lastPollAt,
       offset: tracker.offset(),
       outstanding: tracker.outstanding(),
+      inFlight: tracker.inFlight(),
       polling: { ...pollStats },
       webhook: { ...hookStats },
       address: running?.address,

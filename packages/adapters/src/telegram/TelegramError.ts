@@ -4,7 +4,7 @@
  * `TelegramError` is an answer from the API (`ok: false`) with its `error_code`, `description`
  * and `parameters` (`retry_after`, `migrate_to_chat_id`). `TelegramNetworkError` is a call that
  * got no usable answer: a connection error, a timeout, a body that is not JSON (an HTML 502 from
- * a proxy). Neither ever carries the request URL, which contains the bot token.
+ * a proxy), a body too large to read. Neither ever carries the request URL, which contains the bot token.
  */
 import { Data } from "effect"
 import type { ResponseParameters } from "@grammyjs/types"
@@ -20,7 +20,8 @@ export class TelegramError extends Data.TaggedError("TelegramError")<{
   }
 }
 
-export type NetworkReason = "connection" | "timeout" | "bad-response"
+/** `too-large`: the answer was over the client's `maxResponseBytes` and was not read to its end. */
+export type NetworkReason = "connection" | "timeout" | "bad-response" | "too-large"
 
 export class TelegramNetworkError extends Data.TaggedError("TelegramNetworkError")<{
   readonly method: string

@@ -238,3 +238,90 @@ describe("Telegram long polling", () => {
       assert.notInclude(text, "1:wrong", "the token never appears in errors")
     })))
 })
+
+describe("Telegram long polling under hostile answers", () => {
+  it.live("a getUpdates result that is not an array is a logged failure the loop backs off from; polling goes on", () =>
+    withManager(Effect.gen(function*() {
+      const emu = yield* Emulator.make()
+      const tg = adapterFor(emu)
+      const manager = yield* BotManager
+      yield* manager.start(echoBot(tg))
+      for (const body of ["{\"ok\":true}", "{\"ok\":true,\"result\":null}", "{\"ok\":true,\"result\":{\"update_id\":1}}"]) {
+        emu.inject("getUpdates", { _tag: "Raw", body })
+      }
+      yield* until(() => emu.calls("getUpdates").filter((c) => c.outcome === "Raw").length === 3, 4000, "the three odd answers")
+      emu.sendMessage({ chatId: 1, text: "still here" })
+      const sent = yield* emu.waitForSent(1, { timeout: "3 seconds" })
+      assert.strictEqual(sent[0]!.text, "echo: still here")
+      const { polling } = tg.status()
+      assert.isAtLeast(polling.failures, 3)
+      assert.match(polling.lastError ?? "", /bad-response.*not an array/)
+      yield* manager.stop("echo", { deadline: "2 seconds" })
+    })))
+
+  it.live("elements of a batch that are not updates are skipped and counted; the rest are handled, and all are confirmed past", () =>
+    withManager(Effect.gen(function*() {
+      const emu = yield* Emulator.make()
+      const queued = [1, 2, 3, 4, 5, 6].map((i) => emu.sendMessage({ chatId: i, text: `m${i}` }))
+      // the server holds updates 1..6; the answer garbles 2, 4, 5 and 6 (5 and 6 keep a numeric id)
+      const garbled = [queued[0], null, queued[2], [], { update_id: "5", message: "?" }, { update_id: 6.5, message: "?" }]
+      emu.inject("getUpdates", { _tag: "Raw", body: JSON.stringify({ ok: true, result: garbled }) })
+      const tg = adapterFor(emu)
+      const manager = yield* BotManager
+      const handled: Array<number> = []
+      yield* manager.start(Bot.make({
+        name: "garbled",
+        adapters: [tg.adapter],
+        router: Router.empty.on("message", (ctx) => Effect.sync(() => handled.push(Number(ctx.update.id))))
+      }))
+      yield* until(() => handled.length === 2, 3000, "updates 1 and 3 handled")
+      assert.deepStrictEqual([...handled].sort(), [1, 3])
+      yield* until(() => emu.calls("getUpdates").some((c) => c.params.offset === 7), 3000, "a fetch confirming past 6")
+      assert.strictEqual(tg.status().polling.invalid, 4)
+      assert.strictEqual(emu.pending(), 0, "nothing is fetched again and again")
+      yield* manager.stop("garbled", { deadline: "2 seconds" })
+      assert.deepStrictEqual([...handled].sort(), [1, 3])
+    })))
+
+  it.live("an answer over maxResponseBytes (declared or chunked) is a too-large failure the loop backs off from", () =>
+    withManager(Effect.gen(function*() {
+      const emu = yield* Emulator.make()
+      const tg = adapterFor(emu, {
+        client: { retry: { baseDelay: "10 millis", maxDelay: "50 millis" }, longPollMargin: "300 millis", maxResponseBytes: 4096 }
+      })
+      const manager = yield* BotManager
+      yield* manager.start(echoBot(tg))
+      const huge = JSON.stringify({ ok: true, result: [], padding: "x".repeat(20_000) })
+      emu.inject("getUpdates", { _tag: "Raw", body: huge })
+      emu.inject("getUpdates", { _tag: "Raw", body: huge, chunked: true })
+      yield* until(() => emu.calls("getUpdates").filter((c) => c.outcome === "Raw").length === 2, 4000, "both huge answers")
+      emu.sendMessage({ chatId: 1, text: "small" })
+      yield* emu.waitForSent(1, { timeout: "3 seconds" })
+      assert.isAtLeast(tg.status().polling.failures, 2)
+      assert.match(tg.status().polling.lastError ?? "", /too-large/)
+      yield* manager.stop("echo", { deadline: "2 seconds" })
+    })))
+
+  it.live("drop-oldest: dropped updates are confirmed past, so the offset moves and later updates are fetched", () =>
+    withManager(Effect.gen(function*() {
+      const emu = yield* Emulator.make()
+      for (let i = 1; i <= 60; i++) emu.sendMessage({ chatId: i, text: `m${i}` })
+      const tg = adapterFor(emu)
+      const manager = yield* BotManager
+      const handled = new Set<number>()
+      yield* manager.start(Bot.make({
+        name: "dropper",
+        adapters: [tg.adapter],
+        router: Router.empty.on("message", (ctx) => Effect.andThen(Effect.sleep("2 millis"), Effect.sync(() => handled.add(Number(ctx.update.id))))),
+        options: { concurrency: 1, intake: { capacity: 5, policy: "drop-oldest" } }
+      }))
+      yield* until(() => tg.status().offset === 61, 3000, "the offset past all 60")
+      const [status] = yield* manager.status()
+      assert.strictEqual(status!.intake.dropped, 60 - handled.size, "every update not handled was dropped and counted")
+      assert.isAbove(status!.intake.dropped, 0)
+      emu.sendMessage({ chatId: 99, text: "later" })
+      yield* until(() => handled.has(61), 3000, "a later update fetched and handled")
+      yield* manager.stop("dropper", { deadline: "2 seconds" })
+      assert.strictEqual(emu.confirmed(), 61)
+    })))
+})

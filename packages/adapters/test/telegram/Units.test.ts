@@ -1,8 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber } from "effect"
+import { Duration, Effect, Fiber, Redacted } from "effect"
 import { TestClock } from "effect/testing"
 import fc from "fast-check"
-import { Decode, FloodControl, Offsets } from "@fiberbot/adapters/telegram"
+import { Client, Decode, FloodControl, Offsets, TelegramError } from "@fiberbot/adapters/telegram"
 
 describe("Telegram Decode", () => {
   it("names the kind after the Telegram field and keys by chat, or by user without a chat", () => {
@@ -62,6 +62,24 @@ describe("Telegram Offsets", () => {
   })
 })
 
+describe("Telegram Client backoff", () => {
+  it.effect("reads retry_after defensively and never answers more than maxRetryAfter", () =>
+    Effect.gen(function*() {
+      const client = yield* Client.make({ token: Redacted.make("1:x"), apiRoot: "http://127.0.0.1:9", retry: { maxRetryAfter: "60 seconds" } })
+      const waitFor = (retry_after: unknown) =>
+        Duration.toMillis(client.backoff(
+          new TelegramError.TelegramError({ method: "getUpdates", error_code: 429, description: "Too Many Requests", parameters: { retry_after } as never }),
+          1
+        ))
+      assert.strictEqual(waitFor(5), 5_000)
+      assert.strictEqual(waitFor("5"), 5_000, "a numeric string is what it says")
+      assert.strictEqual(waitFor("2.5"), 2_500)
+      assert.strictEqual(waitFor(1e9), 60_000, "capped")
+      assert.strictEqual(waitFor(JSON.parse("1e400")), 60_000, "Infinity is capped, not slept forever")
+      for (const junk of [-3, Number.NaN, "soon", "", null, undefined, {}, "5s"]) assert.strictEqual(waitFor(junk), 1_000, String(junk))
+    }))
+})
+
 describe("Telegram FloodControl", () => {
   it.effect("spaces one chat at 1/s and a group at 20/min while other chats go on", () =>
     Effect.gen(function*() {
@@ -107,4 +125,58 @@ describe("Telegram FloodControl", () => {
       const refused = yield* Effect.flip(flood.acquire(1))
       assert.strictEqual(refused._tag, "FloodQueueFull")
     }))
+
+  it.effect("the overall limit holds for every 1000 ms window, including windows that start between slots", () =>
+    Effect.gen(function*() {
+      // 15 chats send at 0 and, 950 ms apart, again at 950; a new chat at 500 would make 31 sends in [0, 1000)
+      const flood = FloodControl.make({ perChatInterval: "950 millis" })
+      const times: Array<number> = []
+      const send = (chat: number) =>
+        Effect.forkChild(Effect.andThen(flood.acquire(chat), Effect.clockWith((c) => c.currentTimeMillis).pipe(Effect.map((t) => times.push(t)))))
+      const fibers = [
+        ...(yield* Effect.forEach(Array.from({ length: 15 }, (_, i) => i + 1), send)),
+        ...(yield* Effect.forEach(Array.from({ length: 15 }, (_, i) => i + 1), send))
+      ]
+      yield* Effect.yieldNow
+      yield* TestClock.adjust("500 millis")
+      fibers.push(yield* send(100))
+      yield* Effect.yieldNow
+      yield* TestClock.adjust("10 seconds")
+      yield* Effect.forEach(fibers, Fiber.join)
+      times.sort((a, b) => a - b)
+      assert.strictEqual(times.length, 31)
+      for (let i = 30; i < times.length; i++) assert.isAtLeast(times[i]! - times[i - 30]!, 1000, `sends ${i - 30}..${i}`)
+    }))
+
+  it.effect("a burst of 20,000 sends into distinct chats costs linear work and keeps every limit", () =>
+    Effect.gen(function*() {
+      const n = 20_000
+      const flood = FloodControl.make({ maxQueued: n })
+      const times = new Array<number>(n)
+      const started = performance.now()
+      for (let i = 0; i < n; i++) {
+        // startImmediately: the slot is reserved here, so the loop times the reservations
+        yield* Effect.forkChild(
+          Effect.andThen(flood.acquire(i + 1), Effect.clockWith((c) => c.currentTimeMillis).pipe(Effect.map((t) => {
+            times[i] = t
+          }))),
+          { startImmediately: true }
+        )
+      }
+      const reserving = performance.now() - started
+      // Scanning every reserved slot per send is quadratic: 4,000 sends took 1.1 s, 20,000 about
+      // 28 s. Linear work takes about half a second, most of it TestClock registering the sleeps.
+      // The bound is loose on purpose: it only has to tell the two apart.
+      assert.isBelow(reserving, 10_000, `reserving ${n} slots took ${Math.round(reserving)} ms`)
+      assert.strictEqual(flood.waiting(), n - 30)
+      yield* TestClock.adjust(`${Math.ceil(n / 30) + 1} seconds`)
+      yield* Effect.yieldNow
+      assert.strictEqual(flood.waiting(), 0)
+      const sorted = [...times].sort((a, b) => a - b)
+      for (let i = 30; i < n; i++) {
+        if (sorted[i]! - sorted[i - 30]! < 1000) assert.fail(`31 sends within a second: ${sorted[i - 30]}..${sorted[i]}`)
+      }
+      // no slot is wasted either: 30 each second, back to back
+      assert.strictEqual(sorted[n - 1], Math.floor((n - 1) / 30) * 1000)
+    }), 120_000)
 })

@@ -10,7 +10,9 @@
  * The user side plays the people talking to the bot (`sendMessage`, `sendCommand`,
  * `sendCallback`, `pushUpdate`) and reads what the bot did (`sent`, `waitForSent`, `calls`).
  * Faults are injected per method (`inject`): 429 with `retry_after`, 5xx with an HTML body, a
- * dropped connection, a response that never comes, a malformed JSON body. Every call is recorded.
+ * dropped connection, a response that never comes, a malformed JSON body, or any answer at all
+ * (`Raw`: a status and body, to script what the real API should never send). Every call is
+ * recorded.
  */
 import type { Message, Update as TgUpdate, User } from "@grammyjs/types"
 import { Data, Deferred, Duration, Effect, Exit, FiberSet, Scope } from "effect"
@@ -23,6 +25,16 @@ export type Fault =
   | { readonly _tag: "Drop" }
   | { readonly _tag: "Hang" }
   | { readonly _tag: "MalformedJson" }
+  | {
+    readonly _tag: "Raw"
+    /** Default 200. */
+    readonly status?: number | undefined
+    readonly body: string
+    /** Default `application/json`. */
+    readonly contentType?: string | undefined
+    /** Send without `content-length` (chunked), so the client cannot tell the size up front. */
+    readonly chunked?: boolean | undefined
+  }
 
 export interface RecordedCall {
   readonly method: string
@@ -553,6 +565,14 @@ export const make = (options: Options = {}): Effect.Effect<Emulator, never, Scop
               return yield* Effect.never
             case "MalformedJson":
               return respond(res, 200, "{\"ok\":true,\"result\":{\"message_id\":")
+            case "Raw":
+              if (fault.chunked === true) {
+                if (res.headersSent || res.destroyed) return
+                res.writeHead(fault.status ?? 200, { "content-type": fault.contentType ?? "application/json" })
+                res.end(fault.body)
+                return
+              }
+              return respond(res, fault.status ?? 200, fault.body, fault.contentType)
           }
         }
         const impl = methods[method]

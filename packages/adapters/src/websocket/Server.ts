@@ -408,6 +408,9 @@ export const make = <A = string>(options: ServerOptions<A> = {}): WebSocketServe
           socket.once("close", onSocketClose)
         }
         pending.delete(socket)
+        // `ws` puts its own error listener on the socket for the handshake and for the connection:
+        // ours would stay on every connection for nothing (ws-memory measured +100 B each)
+        socket.off("error", ignoreSocketError)
         wss.handleUpgrade(req, socket, head, onConnection)
       }
       // Sockets that have not finished their upgrade, with when they connected (slowloris guard).

@@ -1,48 +1,17 @@
-import { Clock, Duration, Effect, Fiber, Redacted, Scope } from "effect"
-import { TestClock } from "effect/testing"
+import { type Duration, Effect, Redacted } from "effect"
 import { Bot, BotManager, Router, type StopReport } from "@fiberbot/core"
-import { LeakCheck } from "@fiberbot/core/testing"
+import * as Pumping from "../pumping.ts"
 import { Discord, SessionStore } from "@fiberbot/adapters/discord"
 import type { DiscordEmulator } from "@fiberbot/testkit/discord"
 
-const liveClock = Clock.Clock.defaultValue()
+export { pump, realSleep } from "../pumping.ts"
 
-/** Sleeps on the real clock (sockets need real time even under TestClock). */
-export const realSleep = (ms: number) => Effect.sleep(Duration.millis(ms)).pipe(Effect.provideService(Clock.Clock, liveClock))
-
-/**
- * Waits until `predicate` holds, letting real I/O happen between checks and moving the TestClock
- * by `step` each round (so heartbeats, backoffs and throttles progress). Dies after `rounds`.
- */
-export const pump = (predicate: () => boolean, options: { readonly step?: Duration.Input; readonly rounds?: number; readonly what?: string } = {}) =>
-  Effect.gen(function*() {
-    const rounds = options.rounds ?? 400
-    for (let i = 0; i < rounds; i++) {
-      if (predicate()) return
-      yield* realSleep(i < 20 ? 1 : 5)
-      if (predicate()) return
-      if (options.step !== undefined) yield* TestClock.adjust(options.step)
-    }
-    return yield* Effect.die(new Error(`condition not reached: ${options.what ?? "?"}`))
-  })
-
-/** Runs `effect` in a fiber while pumping (real time + TestClock steps) until it ends. */
+/** Runs `effect` in a fiber while pumping (real time + TestClock steps, 1 s by default) until it ends. */
 export const pumped = <A, E, R>(effect: Effect.Effect<A, E, R>, step: Duration.Input = "1 second", rounds = 400) =>
-  Effect.gen(function*() {
-    const fiber = yield* Effect.forkChild(effect, { startImmediately: true })
-    yield* pump(() => fiber.pollUnsafe() !== undefined, { step, rounds, what: "effect to finish" })
-    return yield* Fiber.join(fiber)
-  })
+  Pumping.pumped(effect, step, rounds)
 
-/**
- * Runs a test with a BotManager and the leak assertion. Bots still running when the test ends
- * (a failed assertion) are stopped with time pumped, so a failure reports instead of hanging.
- */
-export const withManager = <A, E>(effect: Effect.Effect<A, E, BotManager | Scope.Scope>) =>
-  LeakCheck.verify(Effect.scoped(Effect.gen(function*() {
-    const manager = yield* BotManager
-    return yield* effect.pipe(Effect.onExit(() => Effect.ignore(pumped(manager.stopAll({ deadline: "5 seconds", drain: "1 second" }), "100 millis"))))
-  }))).pipe(Effect.provide(BotManager.layer))
+/** A test with a BotManager and the leak assertion (see `withManagerPumped`). */
+export const withManager = Pumping.withManagerPumped
 
 export const adapterFor = (emu: DiscordEmulator.DiscordEmulator, overrides: Partial<Discord.Config> = {}) =>
   Discord.make({

@@ -20,7 +20,7 @@
 import { Cause, Clock, Context, Deferred, Duration, Effect, Exit, Fiber, Scheduler, Scope } from "effect"
 import type { Intake } from "./Intake.ts"
 import * as Task from "./Task.ts"
-import type { Update } from "./Update.ts"
+import { notifyDone, type Update } from "./Update.ts"
 
 /**
  * What the dispatcher runs for an update: the task name (for reports and the fiber's name), its
@@ -212,7 +212,7 @@ export const make = (options: {
     const finish = (key: string, update: Update, handled: boolean): void => {
       admitted--
       completed++
-      update.onDone?.(handled)
+      notifyDone(update, handled)
       if (capacity !== undefined && admitted < concurrency) Deferred.doneUnsafe(capacity, Exit.void)
       const waiting = pending.get(key)
       const next = waiting === undefined || waiting === NONE ? undefined : waiting.shift()

@@ -11,7 +11,7 @@
  * delivered to the dispatcher.
  */
 import { Cause, Effect, Exit, Queue } from "effect"
-import type { Update } from "./Update.ts"
+import { notifyDone, type Update } from "./Update.ts"
 
 export type Policy = "backpressure" | "drop-oldest" | "reject-busy"
 
@@ -99,7 +99,7 @@ export const make = (options: {
         // `true`: this policy chose not to handle it, and nothing will bring it back, so the source
         // may confirm past it (as it does for an update refused "busy"). `false` means "interrupted,
         // deliver again", which would hold a Telegram offset until a restart.
-        evicted.onDone?.(true)
+        notifyDone(evicted, true)
       }
       const ok = Queue.offerUnsafe(queue, update)
       if (!ok) {

@@ -105,6 +105,20 @@ class TextMessage implements OutboundMessage {
   }
 }
 
+/**
+ * Calls the update's `onDone`. It runs in whatever called the core, often a socket's callback, so
+ * an adapter's `onDone` that throws must not escape: that would end the process. Its failure is
+ * the adapter's bug and is dropped here; the update counts as finished either way.
+ */
+export const notifyDone = (update: Update, handled: boolean): void => {
+  if (update.onDone === undefined) return
+  try {
+    update.onDone(handled)
+  } catch {
+    // see above
+  }
+}
+
 export const toOutbound = (message: string | OutboundMessage): OutboundMessage =>
   typeof message === "string" ? new TextMessage(message) : message
 

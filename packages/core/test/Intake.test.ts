@@ -41,6 +41,30 @@ describe("Intake", () => {
       assert.strictEqual(done.length, 3, "updates still delivered are the dispatcher's to finish")
     }))
 
+  it.effect("an onDone that throws stays inside: neither the intake's drop nor a finished run lets it out", () =>
+    LeakCheck.verify(Effect.gen(function*() {
+      // a drop happens inside the adapter's own call, often a socket's callback: a throw there ends the process
+      const intake = yield* Intake.make({ capacity: 1, policy: "drop-oldest" })
+      const throwing = (n: number) =>
+        Update.make({ adapter: "t", kind: "message", id: String(n), key: "k", payload: n, onDone: () => {
+          throw new Error("adapter bug")
+        } })
+      assert.strictEqual(intake.tryOffer(throwing(1)), "accepted")
+      assert.strictEqual(intake.tryOffer(throwing(2)), "accepted", "the drop of 1 did not throw")
+      assert.strictEqual(intake.stats().dropped, 1)
+      // a run that ends while it starts calls onDone in the adapter's call too
+      const manager = yield* BotManager
+      let ctx: Adapter.AdapterContext | undefined
+      const source = Adapter.make({ name: "src", start: (c) => Effect.sync(() => void (ctx = c)), reply: () => Effect.void })
+      let handled = 0
+      yield* manager.start(Bot.make({ name: "throwing", adapters: [source], router: Router.empty.on("message", () => Effect.sync(() => void handled++)) }))
+      yield* settle()
+      for (let i = 1; i <= 3; i++) assert.strictEqual(ctx!.tryOffer(throwing(i)), "accepted")
+      yield* settle()
+      assert.strictEqual(handled, 3, "the bot went on after each")
+      yield* manager.stop("throwing", { deadline: "5 seconds" })
+    }).pipe(Effect.scoped)).pipe(Effect.provide(BotManager.layer)))
+
   it.effect("drop-oldest in a running bot: every dropped update is finished and counted, none lost track of", () =>
     LeakCheck.verify(Effect.gen(function*() {
       const manager = yield* BotManager

@@ -79,7 +79,8 @@ interface Bucket {
   readonly lock: Semaphore.Semaphore
   remaining: number | undefined
   resetAt: number
-  busy: boolean
+  /** Requests holding or waiting for the lock: a bucket in use is never forgotten (its waiters would split off). */
+  users: number
 }
 
 /**
@@ -151,14 +152,14 @@ export const make = (options: Options): Effect.Effect<Rest> =>
           const t = now()
           for (const [k, v] of buckets) {
             if (buckets.size <= BUCKETS_AFTER_PRUNE) break
-            if (!v.busy && v.resetAt <= t) buckets.delete(k)
+            if (v.users === 0 && v.resetAt <= t) buckets.delete(k)
           }
           for (const [k, v] of buckets) {
             if (buckets.size <= BUCKETS_AFTER_PRUNE) break
-            if (!v.busy) buckets.delete(k)
+            if (v.users === 0) buckets.delete(k)
           }
         }
-        b = { lock: Semaphore.makeUnsafe(1), remaining: undefined, resetAt: 0, busy: false }
+        b = { lock: Semaphore.makeUnsafe(1), remaining: undefined, resetAt: 0, users: 0 }
         buckets.set(key, b)
       }
       return b
@@ -277,8 +278,8 @@ export const make = (options: Options): Effect.Effect<Rest> =>
         while (true) {
           const key = `${routeToBucket.get(route) ?? route}|${major}`
           const bucket = bucketFor(key)
-          const result: Outcome = yield* Semaphore.withPermit(bucket.lock, Effect.gen(function*(): Effect.fn.Return<Outcome> {
-            bucket.busy = true
+          // counted in and out as one acquire/release, so an interruption anywhere leaves the count right
+          const result: Outcome = yield* Effect.acquireUseRelease(Effect.sync(() => bucket.users++), () => Semaphore.withPermit(bucket.lock, Effect.gen(function*(): Effect.fn.Return<Outcome> {
             const t = yield* Clock.currentTimeMillis
             if (bucket.remaining === 0 && t < bucket.resetAt) {
               if (bucket.resetAt - t > maxWaitMs) return { _tag: "limited", waitMs: bucket.resetAt - t, global: false } as const
@@ -315,9 +316,7 @@ export const make = (options: Options): Effect.Effect<Rest> =>
               yield* Effect.logDebug(`discord REST 429 on ${route}: retry after ${retryMs} ms (${global ? "global" : scope ?? "bucket"})`)
             } else if (r.status === 401 || r.status === 403) yield* countInvalid
             return r
-          }).pipe(Effect.ensuring(Effect.sync(() => {
-            bucket.busy = false
-          }))))
+          })), () => Effect.sync(() => bucket.users--))
           if (result._tag === "limited") {
             return yield* fail(
               429,

@@ -93,7 +93,7 @@ const ms = (d: Duration.Input) => Duration.toMillis(Duration.fromInputUnsafe(d))
 /**
  * The wait a 429 asks for, in ms, or `undefined` when its `retry_after` is unusable. The value
  * comes off the network: a numeric string is accepted, `1e400` parses as Infinity (kept: it asks
- * for longer than any cap), negative, NaN and anything else are refused.
+ * for longer than any cap), zero, negative, NaN and anything else are refused.
  */
 export const retryAfterMs = (error: ApiError): number | undefined => {
   if (error._tag !== "TelegramError") return undefined
@@ -103,7 +103,9 @@ export const retryAfterMs = (error: ApiError): number | undefined => {
     : typeof raw === "string" && /^\s*\d+(\.\d+)?\s*$/.test(raw)
     ? Number(raw)
     : Number.NaN
-  return seconds >= 0 ? seconds * 1000 : undefined
+  // 0 is refused too: a server answering "retry after 0 s" again and again would have the poll
+  // loop and the retries spin without a pause; the caller's default wait applies instead
+  return seconds > 0 ? seconds * 1000 : undefined
 }
 
 /** Makes a client whose connection pool closes with the scope. */

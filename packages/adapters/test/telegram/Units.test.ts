@@ -76,7 +76,8 @@ describe("Telegram Client backoff", () => {
       assert.strictEqual(waitFor("2.5"), 2_500)
       assert.strictEqual(waitFor(1e9), 60_000, "capped")
       assert.strictEqual(waitFor(JSON.parse("1e400")), 60_000, "Infinity is capped, not slept forever")
-      for (const junk of [-3, Number.NaN, "soon", "", null, undefined, {}, "5s"]) assert.strictEqual(waitFor(junk), 1_000, String(junk))
+      // 0 as well: a server repeating "retry after 0 s" must not make the poll loop spin
+      for (const junk of [0, "0", -3, Number.NaN, "soon", "", null, undefined, {}, "5s"]) assert.strictEqual(waitFor(junk), 1_000, String(junk))
     }))
 })
 

@@ -96,7 +96,9 @@ export const make = (options: Options = {}): Effect.Effect<HeapSnapshots> =>
             const stamp = new Date(now).toISOString().replace(/[:.]/g, "-")
             const safeReason = reason.replace(/[^A-Za-z0-9_-]+/g, "-").slice(0, 40)
             const path = join(directory, `fiberbot-${stamp}-${safeReason}.heapsnapshot`)
-            // Before the write, not after: the disk must hold the new file next to the kept ones.
+            // Before the write, not after: the disk must hold the new file next to the kept ones
+            // (a full disk is why this bound exists). A write that then fails has still removed the
+            // oldest; with `keep` above 1 (3 by default) newer ones remain.
             const notRemoved: Array<string> = []
             while (written.length >= keep) {
               const oldest = written.shift()!

@@ -11,10 +11,9 @@
  * the adapter instance and take the handler's context.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
-import type { AddressInfo } from "node:net"
 import { Deferred, Effect, FiberSet, Redacted, Scope } from "effect"
 import type { APIInteractionResponse } from "discord-api-types/v10"
-import { Adapter, type Handler, Update } from "@fiberbot/core"
+import { Adapter, type Handler, Listen, Update } from "@fiberbot/core"
 import { type GatewayFatal, type IdentifyLimitExhausted, PayloadTooLarge, RestError, ShardUnavailable } from "./Errors.ts"
 import * as IdentifyThrottler from "./IdentifyThrottler.ts"
 import * as Interactions from "./Interactions.ts"
@@ -309,14 +308,13 @@ export const make = (config: Config): DiscordAdapter => {
       server.requestTimeout = 10_000
       server.headersTimeout = 5_000
       yield* Effect.acquireRelease(
-        Effect.callback<void, Adapter.AdapterError>((resume) => {
-          server.once("error", (cause) => resume(Effect.fail(new Adapter.AdapterError({ adapter: name, reason: "interactions endpoint could not listen", cause }))))
-          server.listen(options.port ?? 0, options.host ?? "127.0.0.1", () => {
-            const a = server.address() as AddressInfo
-            interactionsUrl = `http://${a.address}:${a.port}${path}`
-            resume(Effect.void)
-          })
-        }),
+        Listen.listen(server, { port: options.port ?? 0, host: options.host ?? "127.0.0.1" }, (e) =>
+          run(Effect.logWarning(`${name}: interactions endpoint: ${e.message} (it keeps listening)`))).pipe(
+            Effect.map((a) => {
+              interactionsUrl = `http://${a.address}:${a.port}${path}`
+            }),
+            Effect.mapError((e) => new Adapter.AdapterError({ adapter: name, reason: `interactions endpoint: ${e.message}`, cause: e.cause }))
+          ),
         () =>
           Effect.callback<void>((resume) => {
             server.close(() => resume(Effect.void))

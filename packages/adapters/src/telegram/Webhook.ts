@@ -15,7 +15,7 @@
  * within `requestTimeout` (headers within 5 s), or it gets 408 and its connection is closed.
  * A port that cannot be listened on fails the start with `WebhookListenError`.
  */
-import type { Adapter } from "@fiberbot/core"
+import { type Adapter, Listen } from "@fiberbot/core"
 import { Data, Duration, Effect, FiberSet, Redacted, Scope } from "effect"
 import { timingSafeEqual } from "node:crypto"
 import * as Http from "node:http"
@@ -215,27 +215,15 @@ export const serve = (params: {
     })
     const host = options.host ?? "127.0.0.1"
     const port = options.port ?? 0
-    yield* Effect.acquireRelease(
-      Effect.callback<void, WebhookListenError>((resume) => {
-        const onError = (e: NodeJS.ErrnoException) => {
-          server.off("listening", onListening)
-          resume(Effect.fail(new WebhookListenError({ host, port, code: e.code ?? "unknown", detail: e.message })))
-        }
-        const onListening = () => {
-          server.off("error", onError)
-          // Later server errors (a failed accept when out of file descriptors) are the network's
-          // trouble, not a reason to crash the process: logged, and the server goes on.
-          server.on("error", (e) => run(Effect.logWarning(`telegram webhook server: ${e.message}`)))
-          resume(Effect.void)
-        }
-        server.once("error", onError)
-        server.listen(port, host, onListening)
-      }),
+    const address = yield* Effect.acquireRelease(
+      Listen.listen(server, { host, port }, (e) => run(Effect.logWarning(`telegram webhook server: ${e.message}`))).pipe(
+        Effect.mapError((e) => new WebhookListenError({ host, port, code: e.code, detail: e.cause instanceof Error ? e.cause.message : String(e.cause) }))
+      ),
       () =>
         Effect.callback<void>((resume) => {
           server.close(() => resume(Effect.void))
           server.closeAllConnections()
         })
     )
-    return server.address() as AddressInfo
+    return address
   })

@@ -17,7 +17,7 @@
 import * as http from "node:http"
 import type { AddressInfo, Socket } from "node:net"
 import { Data, Deferred, Duration, Effect, Exit, Fiber, FiberSet, Queue, Scope } from "effect"
-import { Adapter, type Intake, Task, Update } from "@fiberbot/core"
+import { Adapter, type Intake, Listen, Task, Update } from "@fiberbot/core"
 import { WebSocketServer, type WebSocket } from "ws"
 import * as Codec from "./Codec.ts"
 import * as Connection from "./Connection.ts"
@@ -469,16 +469,10 @@ export const make = <A = string>(options: ServerOptions<A> = {}): WebSocketServe
       )
 
       if (own) {
-        yield* Effect.callback<void, Adapter.AdapterError>((resume) => {
-          const onError = (cause: Error) =>
-            resume(Effect.fail(new Adapter.AdapterError({ adapter: name, reason: `cannot listen: ${cause.message}`, cause })))
-          server.once("error", onError)
-          server.listen(options.port ?? 0, options.host ?? "127.0.0.1", () => {
-            server.off("error", onError)
-            resume(Effect.void)
-          })
-        })
-        bound = server.address() as AddressInfo
+        bound = yield* Listen.listen(server, { port: options.port ?? 0, host: options.host ?? "127.0.0.1" }, (e) =>
+          run(Effect.logWarning(`${name}: server error: ${e.message} (it keeps listening)`))).pipe(
+            Effect.mapError((e) => new Adapter.AdapterError({ adapter: name, reason: e.message, cause: e.cause }))
+          )
       } else {
         const a = server.address()
         bound = a !== null && typeof a === "object" ? a : undefined

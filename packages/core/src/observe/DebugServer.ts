@@ -18,9 +18,10 @@
 import { Context, Data, Duration, Effect, FiberSet, Layer, Redacted, Schedule, Scope } from "effect"
 import { createHash, timingSafeEqual } from "node:crypto"
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
-import type { AddressInfo, Socket } from "node:net"
+import type { AddressInfo } from "node:net"
 import { tmpdir } from "node:os"
 import { BotManager } from "../BotManager.ts"
+import * as Listen from "../Listen.ts"
 import * as FiberDump from "../guard/FiberDump.ts"
 import * as HeapSnapshot from "../guard/HeapSnapshot.ts"
 import * as Watchdog from "../guard/Watchdog.ts"
@@ -320,30 +321,11 @@ export const make = (options: Options = {}): Effect.Effect<DebugServer, DebugSer
     })
     server.requestTimeout = 10_000
     server.headersTimeout = 5_000
-    if (server.listenerCount("clientError") === 0) {
-      server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
-        // Like node:http without a handler, but kept ours whatever else is registered: answer, then
-        // close. Only on a connection with nothing written yet, so the answer never lands inside a response.
-        if (!socket.writable || socket.bytesWritten > 0) return void socket.destroy()
-        const status = err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? "408 Request Timeout" : err.code === "HPE_HEADER_OVERFLOW" ? "431 Request Header Fields Too Large" : "400 Bad Request"
-        socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`, () => socket.destroy())
-      })
-    }
-    // An 'error' without a listener is thrown: after listen that would be an accept failure
-    // (EMFILE when out of descriptors) killing the process. The server keeps listening; say so.
-    const onServerError = (e: NodeJS.ErrnoException) =>
-      run(Effect.logError(`debug server on ${host}: ${e.code ?? "error"}: ${e.message} (it keeps listening)`))
-
     yield* Effect.acquireRelease(
-      Effect.callback<void, DebugServerError>((resume) => {
-        const onError = (e: Error) => resume(Effect.fail(new DebugServerError({ reason: `cannot listen on ${host}:${options.port ?? 0}: ${e.message}`, cause: e })))
-        server.once("error", onError)
-        server.listen(options.port ?? 0, host, () => {
-          server.off("error", onError)
-          server.on("error", onServerError)
-          resume(Effect.void)
-        })
-      }),
+      Listen.listen(server, { port: options.port ?? 0, host }, (e) =>
+        run(Effect.logError(`debug server on ${host}: ${e.code ?? "error"}: ${e.message} (it keeps listening)`))).pipe(
+          Effect.mapError((e) => new DebugServerError({ reason: e.message, cause: e.cause }))
+        ),
       () =>
         Effect.callback<void>((resume) => {
           server.close(() => resume(Effect.void))

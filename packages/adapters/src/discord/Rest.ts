@@ -24,6 +24,7 @@ import type {
   RESTPostAPIWebhookWithTokenJSONBody
 } from "discord-api-types/v10"
 import { Agent, FormData, request as undiciRequest } from "undici"
+import * as Body from "../shared/Body.ts"
 import { RestError } from "./Errors.ts"
 
 export const DEFAULT_BASE = "https://discord.com/api/v10"
@@ -221,22 +222,7 @@ export const make = (options: Options): Effect.Effect<Rest> =>
       return Effect.tryPromise({
         try: async (signal) => {
           const res = await undiciRequest(url, { method: method as "GET", headers, body, dispatcher: agent, signal })
-          const declared = Number(res.headers["content-length"])
-          if (declared > maxResponseBytes) {
-            res.body.destroy()
-            throw new Error(`response of ${declared} bytes is over ${maxResponseBytes}`)
-          }
-          const chunks: Array<Buffer> = []
-          let size = 0
-          for await (const chunk of res.body) {
-            size += (chunk as Buffer).byteLength
-            if (size > maxResponseBytes) {
-              res.body.destroy()
-              throw new Error(`response is over ${maxResponseBytes} bytes`)
-            }
-            chunks.push(chunk as Buffer)
-          }
-          return { _tag: "ok" as const, status: res.statusCode, headers: res.headers, text: Buffer.concat(chunks, size).toString("utf8") }
+          return { _tag: "ok" as const, status: res.statusCode, headers: res.headers, text: await Body.readText(res, maxResponseBytes) }
         },
         catch: (error) => error
       }).pipe(

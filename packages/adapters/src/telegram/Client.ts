@@ -17,6 +17,7 @@ import { Duration, Effect, Redacted, Scope } from "effect"
 import { openAsBlob } from "node:fs"
 import { basename } from "node:path"
 import { Agent, FormData, request } from "undici"
+import * as Body from "../shared/Body.ts"
 import { TelegramError, TelegramNetworkError, type ApiError } from "./TelegramError.ts"
 
 /** A file to upload: bytes, a path on disk, or a stream (read into memory up to `maxUploadBytes`). */
@@ -174,28 +175,10 @@ export const make = (options: ClientOptions): Effect.Effect<Client, never, Scope
               headersTimeout: deadlineMs,
               bodyTimeout: deadlineMs
             })
-            const declared = Number(r.headers["content-length"])
-            if (declared > maxResponse) {
-              // nobody reads the body now: its abort error must not surface as unhandled
-              r.body.on("error", () => undefined)
-              r.body.destroy()
-              throw new ResponseTooLarge(`the answer declares ${declared} bytes, over the ${maxResponse}-byte limit`)
-            }
-            const chunks: Array<Buffer> = []
-            let size = 0
-            for await (const chunk of r.body) {
-              size += (chunk as Buffer).byteLength
-              if (size > maxResponse) {
-                r.body.on("error", () => undefined)
-                r.body.destroy()
-                throw new ResponseTooLarge(`the answer is over the ${maxResponse}-byte limit`)
-              }
-              chunks.push(chunk as Buffer)
-            }
-            return { status: r.statusCode, text: Buffer.concat(chunks, size).toString("utf8") }
+            return { status: r.statusCode, text: await Body.readText(r, maxResponse) }
           },
           catch: (e) => {
-            if (e instanceof ResponseTooLarge) {
+            if (e instanceof Body.BodyTooLarge) {
               return new TelegramNetworkError({ method, reason: "too-large", status: undefined, detail: e.message })
             }
             const code = typeof e === "object" && e !== null && "code" in e ? String(e.code) : ""
@@ -287,8 +270,6 @@ export const make = (options: ClientOptions): Effect.Effect<Client, never, Scope
 
     return { call, backoff }
   })
-
-class ResponseTooLarge extends Error {}
 
 const fileBlob = (file: InputFile, max: number) =>
   Effect.tryPromise({
